@@ -1,0 +1,86 @@
+"""The ``lorat`` command line: ``lorat <command> --help`` for each command.
+
+Commands import their modules lazily so ``lorat --help`` stays fast and one broken optional
+dependency does not take the whole CLI down.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, add-arguments function, run function, one-line help)
+COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "demo": ("lorat.demo", "add_demo_arguments", "run_demo",
+             "synthetic data -> train a tiny tracker -> LoRA-adapt -> evaluate -> report (CPU, minutes)"),
+    "train": ("lorat.train.trainer", "add_train_arguments", "run_train", "train a preset (1 CPU/GPU, or torchrun)"),
+    "track": ("lorat.track.video", "add_track_arguments", "run_track",
+              "track one object in a video file, image folder or webcam"),
+    "eval": ("lorat.eval.runner", "add_eval_arguments", "run_eval",
+             "run a model over benchmarks (resumable, sharded under torchrun)"),
+    "analyze": ("lorat.eval.report", "add_analyze_arguments", "run_analyze",
+                "score raw results like pytracking / OSTrack / GOT-10k / TrackingNet"),
+    "data": ("lorat.data.datasets", "add_data_arguments", "run_data", "dataset roots: where they are, what is missing"),
+    "models": ("lorat.cli", "add_models_arguments", "run_models", "list the model presets"),
+}
+
+
+def add_models_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``lorat models``."""
+    p.add_argument("pattern", nargs="?", default="", help="only names containing this")
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """Print every preset with its size and geometry."""
+    from .config import get_preset
+    from .models.registry import list_models
+
+    for name in list_models(args.pattern):
+        c = get_preset(name)
+        print(f"{name:14s} dim={c.embed_dim:<5d} depth={c.depth:<3d} heads={c.num_heads:<3d} "
+              f"template={c.template_size} search={c.search_size} area={c.search_area_factor:g} "
+              f"drop_path={c.drop_path:g} lora r={c.lora_r} alpha={c.lora_alpha:g}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (each command's options come from its own module)."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="lorat", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"lorat {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, add, _, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        try:
+            getattr(importlib.import_module(module), add)(p)
+        except (ImportError, AttributeError) as e:  # keep the rest of the CLI usable
+            p.set_defaults(_broken=f"{name} is unavailable: {e}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lorat`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    if getattr(args, "_broken", None):
+        print(f"lorat: {args._broken}", file=sys.stderr)
+        return 2
+    module, _, run, _ = COMMANDS[args.command]
+    try:
+        return int(getattr(importlib.import_module(module), run)(args) or 0)
+    except KeyboardInterrupt:
+        print("\nlorat: interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        # Bad input (missing file, bad box, wrong checkpoint): one clear line, no traceback.
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"lorat {args.command}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Typed configs and named presets.
+
+Every architecture and geometry number is a field, so reduced models (like the test fixtures') are just
+presets with overrides::
+
+    cfg = get_preset("lorat-b-224")                     # a ModelConfig
+    cfg = replace(cfg, depth=2, lora_r=8)               # or create_model("lorat-b-224", depth=2, lora_r=8)
+    cfg = apply_overrides(cfg, ["lora_r=8", "depth=2"]) # the CLI's --set key=value
+
+Sizes are square (template 112/196 px, search 224/378 px); the official configs only ship square grids.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+# ViT variants of DINOv2 (no registers). drop_path: official per-variant training value (uniform).
+VIT_VARIANTS: dict[str, dict[str, Any]] = {
+    "s": dict(embed_dim=384, depth=12, num_heads=6, ffn="mlp", drop_path=0.0),
+    "b": dict(embed_dim=768, depth=12, num_heads=12, ffn="mlp", drop_path=0.0),
+    "l": dict(embed_dim=1024, depth=24, num_heads=16, ffn="mlp", drop_path=0.1),
+    "g": dict(embed_dim=1536, depth=40, num_heads=24, ffn="swiglu", drop_path=0.4),
+}
+# Input geometry per resolution: template px, search px, search area factor.
+GEOMETRIES: dict[int, dict[str, Any]] = {
+    224: dict(template_size=112, search_size=224, search_area_factor=4.0),
+    378: dict(template_size=196, search_size=378, search_area_factor=5.0),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Architecture, geometry and PEFT settings of a LoRAT model."""
+
+    name: str = "lorat-b-224"
+    arch: str = "lorat"
+    # ViT
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    ffn: str = "mlp"  # "mlp" (S/B/L) or "swiglu" (g)
+    patch_size: int = 14
+    pretrain_img_size: int = 518  # DINOv2: 518 / 14 = 37x37 position grid
+    drop_path: float = 0.0
+    # geometry
+    template_size: int = 112
+    search_size: int = 224
+    template_area_factor: float = 2.0
+    search_area_factor: float = 4.0
+    # head
+    head_layers: int = 3
+    # parameter-efficient fine-tuning: "lora" or "full" (everything trainable)
+    peft: str = "lora"
+    lora_r: int = 64
+    lora_alpha: float = 64.0
+    lora_dropout: float = 0.0
+    lora_rslora: bool = False
+    lora_init: str = "trunc_normal"  # trunc_normal (official) | kaiming | gaussian | zero_b
+    lora_targets: tuple[str, ...] = ("q", "k", "v", "proj", "fc1", "fc2", "w12", "w3")
+
+    @property
+    def template_feat(self) -> int:
+        """Template token grid side (112 px / 14 = 8)."""
+        return self.template_size // self.patch_size
+
+    @property
+    def search_feat(self) -> int:
+        """Search token grid side (224 px / 14 = 16): also the response-map side."""
+        return self.search_size // self.patch_size
+
+    def validate(self) -> "ModelConfig":
+        """Raise ValueError naming the field when the config is inconsistent."""
+        for f in ("template_size", "search_size"):
+            v = getattr(self, f)
+            if v <= 0 or v % self.patch_size:
+                raise ValueError(f"{f}={v} must be a positive multiple of patch_size={self.patch_size}")
+        if self.template_feat > self.search_feat:
+            raise ValueError("template grid larger than the search grid: the template reuses the search "
+                             f"position grid's top-left block ({self.template_feat} > {self.search_feat})")
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
+        if self.peft not in ("lora", "full"):
+            raise ValueError(f"peft={self.peft!r}; expected 'lora' or 'full'")
+        if self.ffn not in ("mlp", "swiglu"):
+            raise ValueError(f"ffn={self.ffn!r}; expected 'mlp' or 'swiglu'")
+        return self
+
+
+def _lorat_preset(variant: str, res: int) -> ModelConfig:
+    return ModelConfig(name=f"lorat-{variant}-{res}", **VIT_VARIANTS[variant], **GEOMETRIES[res])
+
+
+PRESETS: dict[str, ModelConfig] = {
+    f"lorat-{v}-{r}": _lorat_preset(v, r) for v in VIT_VARIANTS for r in GEOMETRIES
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    """Return a copy of the named preset; a clear error lists the known names."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+    return replace(PRESETS[name])
+
+
+def _coerce(value: str, typ: Any) -> Any:
+    """Parse a CLI string into the field's annotated type."""
+    origin = typing.get_origin(typ)
+    if typ is bool:
+        low = value.lower()
+        if low not in ("1", "0", "true", "false", "yes", "no"):
+            raise ValueError(f"expected a boolean, got {value!r}")
+        return low in ("1", "true", "yes")
+    if origin is tuple:
+        return tuple(v for v in value.split(",") if v)
+    if typ in (int, float, str):
+        return typ(value)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(typ) if a is not type(None)]
+        if value.lower() in ("none", "null", ""):
+            return None
+        return _coerce(value, args[0])
+    return value
+
+
+def apply_overrides(cfg: Any, items: list[str] | dict[str, Any]) -> Any:
+    """Return a copy of dataclass ``cfg`` with ``key=value`` overrides applied (typed, validated names)."""
+    if isinstance(items, dict):
+        pairs = list(items.items())
+    else:
+        pairs = []
+        for item in items:
+            if "=" not in item:
+                raise ValueError(f"override {item!r} is not of the form key=value")
+            k, v = item.split("=", 1)
+            pairs.append((k.strip(), v.strip()))
+    hints = typing.get_type_hints(type(cfg))
+    names = {f.name for f in fields(cfg)}
+    changes = {}
+    for k, v in pairs:
+        if k not in names:
+            raise KeyError(f"{type(cfg).__name__} has no field {k!r}; fields: {', '.join(sorted(names))}")
+        changes[k] = _coerce(v, hints[k]) if isinstance(v, str) else v
+    return replace(cfg, **changes)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-JSON dict of a dataclass config (tuples become lists)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Inverse of ``to_dict``; unknown keys are an error (they usually mean a version mismatch)."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise KeyError(f"unknown {cls.__name__} keys {sorted(unknown)}")
+    kwargs = {k: (tuple(v) if typing.get_origin(hints[k]) is tuple else v) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+__all__ = ["ModelConfig", "PRESETS", "VIT_VARIANTS", "GEOMETRIES", "get_preset", "apply_overrides",
+           "to_dict", "from_dict"]
