@@ -90,6 +90,51 @@ class ModelConfig:
         return self
 
 
+@dataclass
+class TrainConfig:
+    """The training recipe (official LoRAT defaults, full protocol). Every field is a CLI ``--set``.
+
+    ``batch_size`` is the global batch (split over ranks and ``grad_accum`` micro-steps);
+    ``samples_per_epoch / batch_size`` optimizer steps make an epoch.
+    """
+
+    model: str = "lorat-b-224"
+    pretrained: str | None = None  # DINOv2 backbone file (any supported layout)
+    init_checkpoint: str | None = None  # start from these weights (e.g. a lorat checkpoint) instead
+    datasets: tuple[str, ...] = ("got10k_vottrain", "lasot_train", "trackingnet_train", "coco2017_train")
+    dataset_weights: tuple[float, ...] = ()  # empty: equal weight per dataset (25 % each in the full protocol)
+    dataset_roots: tuple[str, ...] = ()  # name=path pairs overriding the configured roots
+    val_dataset: str | None = "got10k_val"
+    val_samples: int = 4096
+    val_every: int = 1  # epochs
+    epochs: int = 170
+    samples_per_epoch: int = 131072
+    batch_size: int = 128
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+    betas: tuple[float, ...] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_epochs: float = 2.0
+    warmup_lr: float = 1e-7
+    min_lr: float = 1e-6
+    layer_decay: float | None = None  # full fine-tuning: 0.7 (S/B), 0.8 (L), 0.9 (g)
+    clip_grad: float = 1.0
+    amp: str = "auto"  # auto (fp16 on CUDA, off on CPU) | fp16 | bf16 | none
+    compile: bool = False
+    max_pair_gap: int = 100
+    num_workers: int = 4
+    seed: int = 42
+    device: str = "auto"
+    output_dir: str = "runs/lorat"
+    checkpoint_every: int = 10  # epochs
+    checkpoint_every_steps: int = 0  # also every N steps (0: off)
+    keep_checkpoints: int = 5
+    log_every: int = 10  # steps
+    max_steps: int | None = None  # stop early after this many optimizer steps (smoke runs, tests)
+    eval_benchmarks: tuple[str, ...] = ()  # tracker evaluation after the last epoch
+
+
 def _lorat_preset(variant: str, res: int) -> ModelConfig:
     return ModelConfig(name=f"lorat-{variant}-{res}", **VIT_VARIANTS[variant], **GEOMETRIES[res])
 
@@ -115,7 +160,8 @@ def _coerce(value: str, typ: Any) -> Any:
             raise ValueError(f"expected a boolean, got {value!r}")
         return low in ("1", "true", "yes")
     if origin is tuple:
-        return tuple(v for v in value.split(",") if v)
+        elem = (typing.get_args(typ) or (str,))[0]
+        return tuple(_coerce(v.strip(), elem) for v in value.split(",") if v.strip())
     if typ in (int, float, str):
         return typ(value)
     if origin in (typing.Union, types.UnionType):
@@ -163,5 +209,5 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-__all__ = ["ModelConfig", "PRESETS", "VIT_VARIANTS", "GEOMETRIES", "get_preset", "apply_overrides",
+__all__ = ["ModelConfig", "TrainConfig", "PRESETS", "VIT_VARIANTS", "GEOMETRIES", "get_preset", "apply_overrides",
            "to_dict", "from_dict"]

@@ -266,6 +266,26 @@ def load_dinov2(path: str | Path) -> dict[str, torch.Tensor]:
     return convert_dinov2(tensors, source=str(path))
 
 
+def export_dinov2(model: nn.Module, path: str | Path) -> None:
+    """Write a LoRAT model's backbone as a DINOv2 file (facebookresearch layout, LoRA merged).
+
+    The position grid is stored with a zero CLS row; loading it into a model of the same search size
+    resizes the grid to its own size, which bicubic interpolation leaves unchanged. Used by the demo to
+    turn a backbone trained on one domain into the "pretrained" starting point of LoRA adaptation.
+    """
+    import copy
+
+    plain = copy.deepcopy(model)
+    if has_lora(plain):
+        plain.merge_lora()
+    sd = {k: v for k, v in plain.state_dict().items() if k.startswith(("patch_embed.", "blocks.", "norm."))}
+    pos = plain.pos_embed.detach()
+    sd["pos_embed"] = torch.cat([torch.zeros_like(pos[:, :1]), pos], dim=1)
+    sd["cls_token"] = torch.zeros(1, 1, pos.shape[-1])
+    sd["mask_token"] = torch.zeros(1, pos.shape[-1])
+    atomic_save_safetensors(sd, path, {"format": "dinov2", "exported_by": f"lorat {__version__}"})
+
+
 # --------------------------------------------------------------------------- LoRAT checkpoints
 def infer_arch(sd: dict[str, torch.Tensor]) -> dict[str, int]:
     """Architecture numbers a LoRAT state dict reveals: embed_dim, depth and (with LoRA) lora_r."""
