@@ -1,0 +1,225 @@
+"""``lorat demo``: the whole LoRAT pipeline on a laptop CPU, with no dataset and no weights to download.
+
+1. Generate a procedural tracking benchmark in the GOT-10k layout: domain A (pretraining) and domain B
+   (adaptation; held-out test sequences), read back by the real GOT-10k loader.
+2. "Pretrain" a small ViT tracker on domain A with full fine-tuning: it stands in for DINOv2, which
+   cannot be downloaded here. Its backbone is exported as a DINOv2-layout file.
+3. LoRAT proper on domain B: load that backbone, freeze it, train LoRA + token types + head. For
+   comparison, also fine-tune everything from the same backbone.
+4. Track the held-out domain-B sequences with the real tracker, score them with the pytracking rules,
+   next to a baseline that repeats the first box and to the domain-A model used as is.
+5. Write ``report.md`` with the AUC table, a success plot, a strip of annotated frames and an annotated
+   video of one test sequence.
+
+Every stage resumes: rerunning the command skips finished stages and continues interrupted training.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import ModelConfig, TrainConfig
+from .data.synthetic import SyntheticConfig, make_synthetic_benchmark
+
+# A small LoRAT: 112 px search region (8x8 tokens), 56 px template (4x4 tokens), 4 blocks of width 128.
+DEMO_MODEL = ModelConfig(name="lorat-demo", embed_dim=128, depth=4, num_heads=4, template_size=56,
+                         search_size=112, pretrain_img_size=112, lora_r=8, lora_alpha=16.0)
+
+
+@dataclass
+class DemoPlan:
+    """Sizes of the demo; ``quick`` shrinks everything for tests."""
+
+    train_a: int = 80  # sequences of domain A (pretraining)
+    train_b: int = 40  # sequences of domain B (adaptation)
+    test_b: int = 25  # held-out domain-B sequences (GOT-10k "val" split: full ground truth)
+    frames: int = 60
+    pretrain_steps: int = 700
+    adapt_steps: int = 300
+    batch_size: int = 32
+    workers: int = 2
+
+    @classmethod
+    def quick(cls) -> "DemoPlan":
+        return cls(train_a=4, train_b=3, test_b=2, frames=12, pretrain_steps=4, adapt_steps=3, batch_size=8,
+                   workers=0)
+
+
+def _train_stage(name: str, out: Path, plan: DemoPlan, steps: int, data_root: Path, model_overrides: dict,
+                 pretrained: Path | None, lr: float) -> dict:
+    from .train.trainer import train
+
+    stage = out / name
+    final = stage / "model_final.safetensors"
+    summary_file = stage / "summary.json"
+    if final.is_file() and summary_file.is_file():
+        print(f"[demo] {name}: already trained ({final})")
+        return json.loads(summary_file.read_text())
+    samples = steps * plan.batch_size
+    cfg = TrainConfig(model="lorat-s-224", pretrained=str(pretrained) if pretrained else None,
+                      datasets=("got10k_train",), dataset_roots=(f"got10k_train={data_root}",), val_dataset=None,
+                      epochs=1, samples_per_epoch=samples, batch_size=plan.batch_size, lr=lr,
+                      warmup_epochs=0.1, min_lr=lr * 0.01, num_workers=plan.workers, device="cpu",
+                      output_dir=str(stage), checkpoint_every_steps=max(50, steps // 4), log_every=10,
+                      keep_checkpoints=1)
+    overrides = {f: getattr(DEMO_MODEL, f) for f in ("name", "embed_dim", "depth", "num_heads", "template_size",
+                                                     "search_size", "pretrain_img_size", "lora_r", "lora_alpha")}
+    print(f"[demo] {name}: {steps} steps of {plan.batch_size} pairs")
+    t0 = time.perf_counter()
+    summary = train(cfg, {**overrides, **model_overrides}, resume=True)
+    if summary["status"] != "finished":
+        raise KeyboardInterrupt
+    summary["seconds"] = time.perf_counter() - t0
+    summary_file.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _first_box_baseline(seqs, folder: Path) -> None:
+    from .eval.report import atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in seqs:
+        rows = np.repeat(s.boxes[:1], len(s), axis=0)
+        atomic_write_text(folder / f"{s.name}.txt", "".join(",".join(f"{v:.3f}" for v in r) + "\n" for r in rows))
+
+
+def _render_examples(model, seq, out: Path) -> tuple[Path, Path]:
+    """Annotated video of ``seq`` plus a strip of 6 frames (ground truth green, tracker red)."""
+    import cv2
+
+    from .track.tracker import TrackConfig, Tracker
+    from .track.video import AtomicVideoWriter, draw_tracking, read_image
+
+    tracker = Tracker(model, TrackConfig(device="cpu", copy_model=True))
+    frames = [read_image(p) for p in seq.frames]
+    boxes, scores = [seq.boxes[0]], [1.0]
+    tracker.initialize(frames[0], seq.boxes[0])
+    for f in frames[1:]:
+        b, sc = tracker.track(f)
+        boxes.append(b)
+        scores.append(sc)
+    drawn = []
+    video = out / f"{seq.name}.mp4"
+    with AtomicVideoWriter(video, fps=10) as writer:
+        for f, gt, b, sc in zip(frames, seq.boxes, boxes, scores):
+            img = draw_tracking(f, gt if np.isfinite(gt).all() and gt[2] > 0 else None, color=(0, 200, 0))
+            img = draw_tracking(img, b, sc, color=(255, 40, 40))
+            img = cv2.resize(img, (img.shape[1] * 2, img.shape[0] * 2), interpolation=cv2.INTER_NEAREST)
+            writer.write(img)
+            drawn.append(img)
+    picks = np.linspace(0, len(drawn) - 1, 6).round().astype(int)
+    strip = np.concatenate([drawn[i] for i in picks], axis=1)
+    strip_path = out / "frames.png"
+    cv2.imwrite(str(strip_path), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+    return video, strip_path
+
+
+def run_demo_pipeline(out: Path, plan: DemoPlan, seed: int = 0) -> dict:
+    """Run all stages into ``out``; returns the numbers of the report."""
+    from .data.datasets import load_benchmark
+    from .eval.report import ResultSource, analyze, write_plots
+    from .eval.runner import evaluate
+    from .hub import export_dinov2, load_checkpoint
+    from .track.tracker import TrackConfig, Tracker
+
+    t_start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    data_a, data_b = out / "data" / "domain_A", out / "data" / "domain_B"
+    print("[demo] 1/5 generating synthetic sequences (GOT-10k layout)")
+    make_synthetic_benchmark(data_a, SyntheticConfig(domain="A", seed=seed, frames_per_sequence=plan.frames),
+                             num_train=plan.train_a, num_val=0)
+    make_synthetic_benchmark(data_b, SyntheticConfig(domain="B", seed=seed + 1, frames_per_sequence=plan.frames),
+                             num_train=plan.train_b, num_val=plan.test_b)
+
+    print("[demo] 2/5 pretraining a backbone on domain A (stands in for DINOv2)")
+    pre = _train_stage("pretrain_A", out, plan, plan.pretrain_steps, data_a, {"peft": "full"}, None, lr=1e-3)
+    backbone = out / "pretrain_A" / "backbone_dinov2_layout.safetensors"
+    if not backbone.is_file():
+        export_dinov2(load_checkpoint(out / "pretrain_A" / "model_final.safetensors"), backbone)
+
+    print("[demo] 3/5 adapting to domain B: LoRA (frozen backbone) and, for comparison, full fine-tuning")
+    lora = _train_stage("lora_B", out, plan, plan.adapt_steps, data_b, {"peft": "lora"}, backbone, lr=1e-3)
+    full = _train_stage("full_B", out, plan, plan.adapt_steps, data_b, {"peft": "full"}, backbone, lr=3e-4)
+
+    print("[demo] 4/5 tracking the held-out domain-B sequences")
+    test = load_benchmark("got10k_val", data_b)
+    results = out / "results"
+    models = {  # label -> (results folder, weights)
+        "LoRAT (LoRA on B)": ("lora_B", out / "lora_B" / "model_final.safetensors"),
+        "full fine-tuning on B": ("full_B", out / "full_B" / "model_final.safetensors"),
+        "domain-A model as is": ("pretrain_A", out / "pretrain_A" / "model_final.safetensors"),
+    }
+    sources = []
+    for label, (folder_name, path) in models.items():
+        tracker = Tracker(load_checkpoint(path), TrackConfig(device="cpu"))
+        evaluate(tracker, {"synthetic_B": test}, results, folder_name, batch=8, workers=0, progress=True)
+        sources.append(ResultSource(label, results / folder_name / "synthetic_B"))
+    _first_box_baseline(test, results / "first_box" / "synthetic_B")
+    sources.append(ResultSource("repeat first box", results / "first_box" / "synthetic_B"))
+    doc = analyze(sources, test, rule="pytracking", protocol="generic")
+
+    print("[demo] 5/5 writing the report")
+    plots = write_plots(doc, out / "plots")
+    video, strip = _render_examples(load_checkpoint(models["LoRAT (LoRA on B)"][1]), test[0], out)
+    overall = {name: t["overall"] for name, t in doc["trackers"].items()}
+    numbers = {
+        "auc": {name: o["auc"] for name, o in overall.items()},
+        "precision": {name: o["precision"] for name, o in overall.items()},
+        "norm_precision": {name: o["norm_precision"] for name, o in overall.items()},
+        "trainable": {"LoRAT (LoRA on B)": lora["trainable_params"], "full fine-tuning on B": full["trainable_params"]},
+        "total_params": lora["total_params"],
+        "train_seconds": {"pretrain_A": pre.get("seconds"), "lora_B": lora.get("seconds"), "full_B": full.get("seconds")},
+        "seconds": time.perf_counter() - t_start,
+    }
+    (out / "results.json").write_text(json.dumps(numbers, indent=1))
+    report = _markdown(numbers, plots, video, strip, out, len(test))
+    (out / "report.md").write_text(report)
+    return numbers
+
+
+def _markdown(n: dict, plots: list[Path], video: Path, strip: Path, out: Path, num_test: int) -> str:
+    auc, prec, nprec = n["auc"], n["precision"], n["norm_precision"]
+    full_trainable = n["trainable"]["full fine-tuning on B"]
+    lines = [
+        "# lorat demo report", "",
+        f"Held-out domain-B sequences: {num_test}. Metrics: pytracking rules (AUC of the success curve, "
+        "precision at 20 px, normalised precision at 0.2), in percent.", "",
+        "| tracker | AUC | P@20 | NP@0.2 | trainable parameters |", "|---|---:|---:|---:|---:|",
+    ]
+    for name in sorted(auc, key=lambda k: -auc[k]):
+        t = n["trainable"].get(name)
+        share = f"{t:,} ({100 * t / full_trainable:.1f} %)" if t else "-"
+        lines.append(f"| {name} | {auc[name]:.1f} | {prec[name]:.1f} | {nprec[name]:.1f} | {share} |")
+    lora_keeps = 100 * auc["LoRAT (LoRA on B)"] / max(auc["full fine-tuning on B"], 1e-9)
+    lines += ["", f"LoRA keeps {lora_keeps:.0f} % of the full fine-tuning AUC while training "
+              f"{100 * n['trainable']['LoRAT (LoRA on B)'] / full_trainable:.1f} % of the parameters.", ""]
+    lines += [f"![{p.stem}]({p.relative_to(out)})" for p in plots]
+    lines += ["", "Ground truth in green, LoRAT in red:", "", f"![frames]({strip.relative_to(out)})", "",
+              f"Annotated video: [{video.name}]({video.relative_to(out)})", "",
+              f"Total time: {n['seconds'] / 60:.1f} min."]
+    return "\n".join(lines) + "\n"
+
+
+def add_demo_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``lorat demo``."""
+    p.add_argument("--output", default="demo_out", help="folder for data, checkpoints and the report")
+    p.add_argument("--quick", action="store_true", help="a seconds-long smoke run (tiny data, a few steps)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Entry point of ``lorat demo``."""
+    plan = DemoPlan.quick() if args.quick else DemoPlan()
+    out = Path(args.output).resolve()
+    numbers = run_demo_pipeline(out, plan, args.seed)
+    auc = numbers["auc"]
+    print("\n".join(f"  {k:24s} AUC {v:5.1f}" for k, v in sorted(auc.items(), key=lambda kv: -kv[1])))
+    print(f"[demo] report: {out / 'report.md'}  ({numbers['seconds'] / 60:.1f} min)")
+    return 0

@@ -1,0 +1,122 @@
+"""The training loop: exact resume, DDP equivalence, checkpoints, CLI errors."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import lorat
+
+from lorat.config import TrainConfig
+from lorat.data.synthetic import SyntheticConfig, make_synthetic_benchmark
+from lorat.hub import read_state_file
+from lorat.train.trainer import RankBatches, latest_checkpoint, train
+
+TINY = dict(embed_dim=32, depth=2, num_heads=2, template_size=28, search_size=56, lora_r=4, lora_alpha=8.0,
+            pretrain_img_size=56, drop_path=0.1)
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    make_synthetic_benchmark(root, SyntheticConfig(num_train=6, num_val=2, frames_per_sequence=12, image_size=(96, 72)),
+                             progress=False)
+    return root
+
+
+def _cfg(root: Path, out: Path, **kw) -> TrainConfig:
+    base = TrainConfig(model="lorat-s-224", datasets=("got10k_train",),
+                       dataset_roots=(f"got10k_train={root}", f"got10k_val={root}"), val_dataset="got10k_val",
+                       val_samples=8, epochs=2, samples_per_epoch=32, batch_size=8, num_workers=0, device="cpu",
+                       output_dir=str(out), warmup_epochs=0.5, lr=1e-3, log_every=1, checkpoint_every=1)
+    return replace(base, **kw)
+
+
+def _losses(out: Path) -> dict[int, float]:
+    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in recs if "loss" in r}
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return read_state_file(path)[0]
+
+
+def test_rank_batches_cover_each_global_batch_once():
+    parts = [list(RankBatches(steps=3, batch=8, accum=2, rank=r, world=2)) for r in range(2)]
+    assert all(len(p) == 6 for p in parts)
+    flat = sorted(i for p in parts for mb in p for i in mb)
+    assert flat == list(range(24))
+    resumed = list(RankBatches(steps=3, batch=8, accum=2, rank=0, world=2, start_step=2))
+    assert resumed == parts[0][4:]
+    with pytest.raises(ValueError, match="divisible"):
+        RankBatches(steps=1, batch=6, accum=4, rank=0, world=1)
+
+
+def test_resume_reproduces_an_uninterrupted_run(synth_root, tmp_path):
+    clean = train(_cfg(synth_root, tmp_path / "clean"), dict(TINY, peft="lora"))
+    assert clean["status"] == "finished" and clean["step"] == 8
+    # Interrupt in the middle of epoch 0, then continue from the checkpoint written at the interruption.
+    part = train(_cfg(synth_root, tmp_path / "resumed"), dict(TINY, peft="lora"), stop_after_steps=3)
+    assert part["status"] == "interrupted" and part["step"] == 3
+    ckpt = latest_checkpoint(tmp_path / "resumed")
+    assert ckpt is not None and ckpt.name == "step_00000003"
+    done = train(_cfg(synth_root, tmp_path / "resumed"), dict(TINY, peft="lora"), resume=True)
+    assert done["status"] == "finished" and done["step"] == 8
+    assert _losses(tmp_path / "resumed") == _losses(tmp_path / "clean")
+    a, b = _weights(tmp_path / "clean" / "model_final.safetensors"), _weights(tmp_path / "resumed" / "model_final.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # Training changed the trainable weights and left the frozen ones alone.
+    first = read_state_file(ckpt / "model.safetensors")[0]
+    assert set(first) == {k for k in a if ".lora." in k or k.startswith("head.") or k == "token_type_embed"}
+    assert not torch.equal(first["token_type_embed"], a["token_type_embed"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, root: str, out: str, result: dict):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    cfg = _cfg(Path(root), Path(out), epochs=1, samples_per_epoch=24, val_samples=0, val_dataset=None)
+    result[rank] = train(cfg, dict(TINY, drop_path=0.0, peft="full"))["status"]
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_gloo_processes_equal_one_process(synth_root, tmp_path):
+    single = train(_cfg(synth_root, tmp_path / "single", epochs=1, samples_per_epoch=24, val_samples=0, val_dataset=None),
+                   dict(TINY, drop_path=0.0, peft="full"))
+    assert single["step"] == 3
+    manager = mp.Manager()
+    result = manager.dict()
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(synth_root), str(tmp_path / "ddp"), result), nprocs=2, join=True)
+    assert dict(result) == {0: "finished", 1: "finished"}
+    a = _weights(tmp_path / "single" / "model_final.safetensors")
+    b = _weights(tmp_path / "ddp" / "model_final.safetensors")
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=2e-6, rtol=1e-5), k
+    torch.manual_seed(42)  # the trainer seeds before building the model: these are the initial weights
+    init = lorat.create_model("lorat-s-224", **dict(TINY, drop_path=0.0, peft="full")).state_dict()
+    assert not torch.equal(init["blocks.0.attn.qkv.weight"], a["blocks.0.attn.qkv.weight"])
+    # rank 0 logs its local loss (half the batch), so only the steps are compared
+    assert _losses(tmp_path / "single").keys() == _losses(tmp_path / "ddp").keys() == {1, 2, 3}
+
+
+def test_bad_config_errors(synth_root, tmp_path):
+    with pytest.raises(ValueError, match="samples_per_epoch=4 is smaller than batch_size=8"):
+        train(_cfg(synth_root, tmp_path / "x", samples_per_epoch=4), TINY)
+    with pytest.raises(ValueError, match="amp=fp16 needs a GPU"):
+        train(_cfg(synth_root, tmp_path / "y", amp="fp16"), TINY)
+    with pytest.raises(FileNotFoundError, match="no state.pt"):
+        train(_cfg(synth_root, tmp_path / "z"), TINY, resume=tmp_path)
