@@ -6,12 +6,14 @@ Public API::
     lorat.list_models()                                   # preset names
     model = lorat.create_model("lorat-b-224", pretrained="dinov2_vitb14_pretrain.pth")
     model = lorat.load_checkpoint("LoRAT-B-224.bin", name="lorat-b-224", pretrained="dinov2_vitb14_pretrain.pth")
+    tracker = lorat.Tracker(model)                        # initialize(image, box) / track(image)
 """
 __version__ = "0.1.0"
 
 from .config import ModelConfig, PRESETS, get_preset  # noqa: E402
 from .hub import load_checkpoint, save_checkpoint  # noqa: E402
 from .models.registry import create_model, list_models  # noqa: E402
+from .track.tracker import TrackConfig, Tracker  # noqa: E402
 
 __all__ = ["ModelConfig", "PRESETS", "get_preset", "create_model", "list_models", "load_checkpoint",
-           "save_checkpoint", "__version__"]
+           "save_checkpoint", "Tracker", "TrackConfig", "__version__"]

@@ -40,8 +40,8 @@ class DemoPlan:
     train_b: int = 40  # sequences of domain B (adaptation)
     test_b: int = 25  # held-out domain-B sequences (GOT-10k "val" split: full ground truth)
     frames: int = 60
-    pretrain_steps: int = 700
-    adapt_steps: int = 300
+    pretrain_steps: int = 900
+    adapt_steps: int = 250
     batch_size: int = 32
     workers: int = 2
 
