@@ -1,7 +1,6 @@
 """One backward of the official loss through our model reproduces fixture B's gradients."""
 from __future__ import annotations
 
-import torch
 from safetensors.torch import load_file
 
 from lorat.hub import load_checkpoint

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 import lorat
 from lorat.train.optim import layer_id, lr_at, param_groups

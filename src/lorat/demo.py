@@ -81,7 +81,7 @@ def _train_stage(name: str, out: Path, plan: DemoPlan, steps: int, data_root: Pa
 
 
 def _first_box_baseline(seqs, folder: Path) -> None:
-    from .eval.report import atomic_write_text
+    from .files import atomic_write_text
 
     folder.mkdir(parents=True, exist_ok=True)
     for s in seqs:

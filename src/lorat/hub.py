@@ -15,10 +15,8 @@ reproduces the official evaluation instead (scale 1 when the file has no ``lora_
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
-import tempfile
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +27,7 @@ from torch import nn
 
 from . import __version__
 from .config import ModelConfig, from_dict, get_preset, to_dict
+from .files import atomic_path
 from .models.peft import has_lora, lora_modules
 
 
@@ -96,16 +95,8 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: str | Path,
                             metadata: dict[str, str] | None = None) -> None:
     """Write safetensors to a temp file in the same folder, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 # --------------------------------------------------------------------------- DINOv2 layouts

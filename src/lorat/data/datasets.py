@@ -42,6 +42,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..files import atomic_write_text
 from .benchmarks import (
     DatasetError,
     DatasetFormatError,
@@ -616,16 +617,7 @@ def _save_index(path: Path, seqs: list[Sequence], root: Path, key: str, name: st
         "dirs": list(dirs), **cols,
         "boxes": _pack(boxes.astype("<f8")), "visible": _pack(visible.astype(np.uint8)),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(doc, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: readers see the old file or the complete new one
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_text(path, json.dumps(doc, separators=(",", ":")))  # readers see old or complete new
 
 
 def _load_index(path: Path, root: Path, key: str) -> tuple[list[Sequence], list[str]]:

@@ -111,7 +111,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence as Seq
@@ -122,6 +121,7 @@ from lorat.data.sequence import Sequence
 from lorat.eval import metrics as M
 from lorat.eval import toolkit_metrics as T
 from lorat.eval.metrics import EvaluationError
+from lorat.files import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "RULES",
@@ -663,35 +663,6 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path`` and ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask requires setting it; restore right away
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """UTF-8 text version of :func:`atomic_write_bytes`."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def write_json(doc: Mapping, path: str | os.PathLike) -> None:
     """Write an :func:`analyze` document as strict JSON (atomically)."""
     atomic_write_text(path, json.dumps(to_jsonable(doc), indent=1, allow_nan=False) + "\n")
@@ -887,7 +858,8 @@ def _parse_results(specs: Seq[str]) -> list[ResultSource]:
     return out
 
 
-def _protocol_for_dataset(name: str) -> str:
+def protocol_for_dataset(name: str) -> str:
+    """The pytracking protocol a benchmark name implies (lasot, lasot_extension_subset, uav or generic)."""
     n = name.lower().replace("-", "_")
     if n.startswith("lasot_ext"):
         return "lasot_extension_subset"
@@ -912,7 +884,7 @@ def _load_ground_truth(args: argparse.Namespace) -> tuple[list[Sequence], list[s
         from lorat.data.datasets import load_benchmark  # noqa: PLC0415  (heavy, only when needed)
 
         seqs = list(load_benchmark(args.dataset, args.root))  # root None = configured default
-        return seqs, None, f"dataset:{args.dataset}:{args.root}", _protocol_for_dataset(args.dataset)
+        return seqs, None, f"dataset:{args.dataset}:{args.root}", protocol_for_dataset(args.dataset)
     raise ValueError("ground truth missing: give --gt PATH or --dataset NAME --root PATH")
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 import zipfile
 from collections import deque
@@ -50,7 +49,8 @@ import numpy as np
 
 from .. import boxes as bx
 from ..data.sequence import Sequence
-from ..track.video import atomic_write_text, read_image
+from ..files import atomic_path, atomic_write_text
+from ..track.video import read_image
 
 __all__ = ["ONE_BASED_DATASETS", "EvalJob", "EvalStats", "result_dir", "plan_jobs", "shard_info", "evaluate",
            "read_result", "write_got10k_submission", "write_trackingnet_submission", "write_submissions",
@@ -310,17 +310,10 @@ def _rasterized_xywh(boxes_xywh: np.ndarray) -> np.ndarray:
 
 
 def _atomic_zip(path: Path, members: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.zip", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".tmp.zip") as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
             for name, text in members.items():
                 z.writestr(name, text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_got10k_submission(run_dirs: Seq[Path], names: Seq[str], zip_path: str | os.PathLike) -> Path:
@@ -371,16 +364,6 @@ def write_submissions(benchmarks: Mapping[str, Seq[Sequence]], output: str | os.
 
 
 # ============================================================================ summary
-def _protocol(benchmark: str) -> str:
-    if benchmark.startswith("lasot_ext"):
-        return "lasot_extension_subset"
-    if benchmark.startswith("lasot"):
-        return "lasot"
-    if benchmark.startswith("uav"):
-        return "uav"
-    return "generic"
-
-
 def summarize(benchmarks: Mapping[str, Seq[Sequence]], output: str | os.PathLike, tracker_name: str,
               repeat: int = 1, rule: str = "pytracking") -> dict[str, dict]:
     """Score every complete benchmark that has ground truth with :func:`lorat.eval.report.analyze`.
@@ -397,7 +380,7 @@ def summarize(benchmarks: Mapping[str, Seq[Sequence]], output: str | os.PathLike
         runs = []
         for k in range(1, repeat + 1):
             src = report.ResultSource(tracker_name, result_dir(output, tracker_name, name, k, repeat))
-            doc = report.analyze([src], seqs, rule=rule, protocol=_protocol(name))
+            doc = report.analyze([src], seqs, rule=rule, protocol=report.protocol_for_dataset(name))
             runs.append(doc["trackers"][tracker_name]["overall"])
         keys = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
         mean = {k: float(np.mean([r[k] for r in runs if k in r])) for k in keys if all(k in r for r in runs)}

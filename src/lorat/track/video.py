@@ -30,6 +30,8 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
+from ..files import atomic_write_text
+
 __all__ = ["IMAGE_EXTENSIONS", "read_image", "FrameSource", "ImageFolderSource", "VideoFileSource",
            "WebcamSource", "open_source", "draw_tracking", "AtomicVideoWriter", "atomic_write_text",
            "write_boxes", "parse_box", "TrackRun", "track_source", "add_model_arguments", "model_from_args",
@@ -273,20 +275,6 @@ class AtomicVideoWriter:
             self.close()
         else:
             self.abort()
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_boxes(path: str | os.PathLike, boxes_xywh: Sequence[Sequence[float]] | np.ndarray,

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from .. import hub
 from ..config import TrainConfig, apply_overrides, from_dict, get_preset, to_dict
+from ..files import atomic_path
 from ..models.registry import create_model
 from .losses import lorat_loss
 from .optim import lr_at, param_groups
@@ -85,9 +86,8 @@ class RankBatches(Sampler):
 
 # --------------------------------------------------------------------------- checkpoints
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def save_training_checkpoint(out: Path, model: nn.Module, optimizer, scaler, counters: dict, cfg: TrainConfig,
