@@ -113,6 +113,18 @@ def test_ddp_two_gloo_processes_equal_one_process(synth_root, tmp_path):
     assert _losses(tmp_path / "single").keys() == _losses(tmp_path / "ddp").keys() == {1, 2, 3}
 
 
+def test_tracker_evaluation_after_training(synth_root, tmp_path):
+    cfg = _cfg(synth_root, tmp_path / "ev", epochs=1, samples_per_epoch=16, val_samples=0, val_dataset=None,
+               eval_benchmarks=("got10k_val",))
+    summary = train(cfg, TINY)
+    auc = summary["eval"]["got10k_val"]["auc"]
+    assert 0.0 <= auc <= 100.0
+    results = sorted(p.name for p in (tmp_path / "ev" / "eval" / "final" / "got10k_val").glob("*.txt"))
+    assert results == ["GOT-10k_Val_000001.txt", "GOT-10k_Val_000001_time.txt", "GOT-10k_Val_000002.txt",
+                       "GOT-10k_Val_000002_time.txt"]
+    assert json.loads((tmp_path / "ev" / "eval" / "scores.json").read_text())["got10k_val"]["auc"] == auc
+
+
 def test_bad_config_errors(synth_root, tmp_path):
     with pytest.raises(ValueError, match="samples_per_epoch=4 is smaller than batch_size=8"):
         train(_cfg(synth_root, tmp_path / "x", samples_per_epoch=4), TINY)

@@ -360,8 +360,34 @@ def train(cfg: TrainConfig, model_overrides: dict | None = None, resume: str | P
     if is_main:
         hub.save_checkpoint(raw_model, final, contents="full")
         print(f"[train] done: {counters['step']} steps, final loss {last['loss']:.4f}; weights in {final}")
+    scores = evaluate_after_training(raw_model, cfg, device, rank, world) if cfg.eval_benchmarks else {}
     return {"status": "finished", "step": counters["step"], "loss": last["loss"], "val_loss": last.get("val_loss"),
-            "checkpoint": str(final), "trainable_params": n_train, "total_params": n_total}
+            "checkpoint": str(final), "trainable_params": n_train, "total_params": n_total, "eval": scores}
+
+
+def evaluate_after_training(model: nn.Module, cfg: TrainConfig, device: torch.device, rank: int, world: int) -> dict:
+    """Track ``cfg.eval_benchmarks`` with the trained model (sequences sharded over ranks) and score them.
+
+    Raw results go to ``<output_dir>/eval/``; returns ``{benchmark: overall metrics}`` on rank 0.
+    """
+    from ..eval.runner import evaluate, load_benchmarks, summarize
+    from ..track.tracker import TrackConfig, Tracker
+
+    roots = dict(item.split("=", 1) for item in cfg.dataset_roots)
+    benchmarks = load_benchmarks(cfg.eval_benchmarks, roots)
+    tracker = Tracker(model, TrackConfig(device=str(device), copy_model=True))  # the trained model stays as is
+    out = Path(cfg.output_dir) / "eval"
+    evaluate(tracker, benchmarks, out, "final", rank=rank, world_size=world, progress=rank == 0)
+    if world > 1:
+        dist.barrier()
+    if rank != 0:
+        return {}
+    scores = {name: s["mean"] for name, s in summarize(benchmarks, out, "final").items()}
+    for name, s in scores.items():
+        print(f"[train] {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in s.items() if k in ("auc", "precision",
+                                                                                        "norm_precision", "ao")))
+    (out / "scores.json").write_text(json.dumps(scores, indent=1))
+    return scores
 
 
 # --------------------------------------------------------------------------- small helpers
