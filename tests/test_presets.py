@@ -89,7 +89,7 @@ def test_overrides_are_typed_and_checked():
     assert (cfg.lora_r, cfg.lora_alpha, cfg.lora_rslora, cfg.lora_targets) == (8, 16.0, True, ("q", "v"))
     with pytest.raises(KeyError, match="no field 'lora_rank'"):
         apply_overrides(cfg, ["lora_rank=8"])
-    with pytest.raises(ValueError, match="boolean"):
+    with pytest.raises(ValueError, match="lora_rslora: 'maybe'.*boolean"):
         apply_overrides(cfg, ["lora_rslora=maybe"])
     with pytest.raises(KeyError, match="known presets"):
         get_preset("lorat-x-224")

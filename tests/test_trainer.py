@@ -132,3 +132,21 @@ def test_bad_config_errors(synth_root, tmp_path):
         train(_cfg(synth_root, tmp_path / "y", amp="fp16"), TINY)
     with pytest.raises(FileNotFoundError, match="no state.pt"):
         train(_cfg(synth_root, tmp_path / "z"), TINY, resume=tmp_path)
+
+
+def test_cli_train_with_overrides(synth_root, tmp_path, capsys):
+    from lorat.cli import main
+
+    out = tmp_path / "cli"
+    args = ["train", "--preset", "lorat-s-224", "--output", str(out),
+            "--set", "datasets=got10k_train", "--set", f"dataset_roots=got10k_train={synth_root}",
+            "--set", "val_dataset=none", "--set", "epochs=1", "--set", "samples_per_epoch=16",
+            "--set", "batch_size=8", "--set", "num_workers=0", "--set", "device=cpu"]
+    args += [f"--model-set={kv}" for kv in ("embed_dim=32", "depth=2", "num_heads=2", "template_size=28",
+                                            "search_size=56", "lora_r=4", "pretrain_img_size=56")]
+    assert main(args) == 0
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["epochs"] == 1 and saved["datasets"] == ["got10k_train"]
+    assert lorat.load_checkpoint(out / "model_final.safetensors").cfg.lora_r == 4
+    assert main(["train", "--set", "epochs=x"]) == 1
+    assert "bad value for TrainConfig.epochs: 'x'" in capsys.readouterr().err

@@ -189,7 +189,10 @@ def apply_overrides(cfg: Any, items: list[str] | dict[str, Any]) -> Any:
     for k, v in pairs:
         if k not in names:
             raise KeyError(f"{type(cfg).__name__} has no field {k!r}; fields: {', '.join(sorted(names))}")
-        changes[k] = _coerce(v, hints[k]) if isinstance(v, str) else v
+        try:
+            changes[k] = _coerce(v, hints[k]) if isinstance(v, str) else v
+        except ValueError as e:
+            raise ValueError(f"bad value for {type(cfg).__name__}.{k}: {v!r} ({e})") from None
     return replace(cfg, **changes)
 
 
