@@ -15,7 +15,7 @@ import torch
 
 import lorat
 from lorat.cli import main
-from lorat.data.synthetic import SyntheticConfig, make_synthetic_benchmark, write_got10k_split
+from lorat.data.synthetic import SyntheticConfig, make_synthetic_benchmark
 
 from fake_datasets import make_fake_lasot
 

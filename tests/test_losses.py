@@ -1,5 +1,4 @@
 """IoU-aware BCE + GIoU loss against the official fixture, and its normalisation rules."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from safetensors.torch import load_file
 from lorat.data.transforms import positive_cell_indices
 from lorat.train.losses import lorat_loss
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official"
+from conftest import OFFICIAL as FIXTURES
 
 
 def _targets_from_px(gt_px: np.ndarray, search: int = 224, feat: int = 16) -> dict[str, torch.Tensor]:

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from lorat.eval import toolkit_metrics as T
 from lorat.eval.metrics import EvaluationError
 
 # same location rule as conftest.py: LORAT_SHARED overrides <repo>/../shared
-FIXTURES = Path(os.environ.get("LORAT_SHARED", Path(__file__).resolve().parents[1].parent / "shared")) / "fixtures" / "metrics"
+from conftest import METRICS as FIXTURES
 PCT_ABS = 1e-4  # float32 curves in percent (README tolerance)
 FRAC_ABS = 1e-6  # float32 curves as fractions
 REL = 1e-9  # float64 quantities

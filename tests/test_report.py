@@ -20,7 +20,7 @@ import pytest
 from lorat.eval import report as R
 
 # same location rule as conftest.py: LORAT_SHARED overrides <repo>/../shared
-FIXTURES = Path(os.environ.get("LORAT_SHARED", Path(__file__).resolve().parents[1].parent / "shared")) / "fixtures" / "metrics"
+from conftest import METRICS as FIXTURES
 INPUTS = FIXTURES / "inputs.json"
 PCT_ABS, FRAC_ABS, REL = 1e-4, 1e-6, 1e-9  # README tolerances
 SRC = Path(__file__).resolve().parents[1] / "src"

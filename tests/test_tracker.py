@@ -1,7 +1,6 @@
 """Tracker: crop bookkeeping, Hann window, decoding (official fixture), state rule, batching, bad input."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from lorat.models.head import cell_centres
 from lorat.models.peft import has_lora
 from lorat.track.tracker import TrackConfig, Tracker, check_init_box, decode_prediction, hann_window_2d
 
-OFFICIAL = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official"
+from conftest import OFFICIAL
 
 
 def _noise(h: int, w: int, seed: int) -> np.ndarray:

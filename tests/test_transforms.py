@@ -2,7 +2,6 @@
 import base64
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from safetensors.torch import load_file
 from lorat import boxes as bx
 from lorat.data import transforms as T
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official"
+from conftest import OFFICIAL as FIXTURES
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
