@@ -138,7 +138,7 @@ def load_training_checkpoint(path: Path, model: nn.Module, optimizer, scaler) ->
 
 
 # --------------------------------------------------------------------------- data
-def build_datasets(cfg: TrainConfig, model_cfg, rank: int):
+def build_datasets(cfg: TrainConfig, model_cfg):
     """Training and validation pair datasets from the configured dataset names and roots."""
     from ..data.datasets import load_benchmark, load_training_dataset
     from ..data.sampler import PairDataset
@@ -229,7 +229,7 @@ def train(cfg: TrainConfig, model_overrides: dict | None = None, resume: str | P
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 
     # ---- data
-    train_set, val_set = build_datasets(cfg, model_cfg, rank)
+    train_set, val_set = build_datasets(cfg, model_cfg)
     steps_per_epoch = cfg.samples_per_epoch // cfg.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"samples_per_epoch={cfg.samples_per_epoch} is smaller than batch_size={cfg.batch_size}")
