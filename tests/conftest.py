@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,12 @@ OFFICIAL = SHARED / "fixtures" / "official"
 METRICS = SHARED / "fixtures" / "metrics"
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+# Keep the suite off the user's files: a private index cache and no personal dataset-roots file.
+os.environ["LORAT_CACHE_DIR"] = tempfile.mkdtemp(prefix="lorat-test-cache-")
+os.environ["LORAT_DATASETS"] = os.path.join(os.environ["LORAT_CACHE_DIR"], "datasets.yaml")
+for _key in [k for k in os.environ if k.startswith("LORAT_") and k.endswith("_ROOT")]:
+    del os.environ[_key]
 
 
 def official_manifest() -> dict:
