@@ -140,7 +140,7 @@ def test_analyze_ope_matches_fixture(disk, tmp_path, rule, proto):
     for name, cases in fx["error_cases"].items():
         if proto in cases:
             assert t["sequences"][name] == {"error": cases[proto]["error"]}
-    assert code == 1  # errors present (in sequences outside the overall)
+    assert code == 0  # errors only in sequences outside the overall: reported, not a failure
     assert len(doc["errors"]) == len(ERROR_CASES)
 
 
@@ -315,7 +315,8 @@ def test_module_entry_point_writes_all_outputs(disk, tmp_path):
                            f"B={INPUTS}", "--gt", str(INPUTS), "--rule", "ostrack", "--protocol", "lasot",
                            "--json", str(out / "r.json"), "--markdown", str(out / "r.md"),
                            "--plots", str(out / "plots")], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 1, proc.stderr  # the two error-case sequences raise
+    assert proc.returncode == 0, proc.stderr  # the two error-case sequences raise, outside the overall
+    assert "v08_nan_pred" in proc.stderr
     assert "65.02" in proc.stdout  # the OSTrack LaSOT AUC of the fixture
     doc = json.loads((out / "r.json").read_text())
     assert set(doc["trackers"]) == {"A", "B"}

@@ -99,7 +99,8 @@ Non-finite numbers are written as the strings ``"NaN"``, ``"Infinity"``, ``"-Inf
 Where the reference raises (e.g. NaN predictions under ``pytracking``), the sequence gets
 ``{"error": ...}`` with the reference's exception text, and because the reference would abort
 the whole evaluation, every overall containing that sequence is ``{"error": ...}`` too.
-Exit status of ``lorat analyze``: 0 = all scored, 1 = some reference error (outputs still
+Exit status of ``lorat analyze``: 0 = every overall scored (per-sequence reference errors outside the
+overall are reported in the JSON and on stderr), 1 = an overall hit a reference error (outputs still
 written), 2 = bad input.
 """
 from __future__ import annotations
@@ -931,7 +932,9 @@ def run_analyze(args: argparse.Namespace) -> int:
         _print_summary(doc)
     for e in doc["errors"]:
         print(f"lorat analyze: {e}", file=sys.stderr)
-    return 1 if doc["errors"] or any("error" in t["overall"] for t in doc["trackers"].values()) else 0
+    # Errors confined to sequences outside the overall (e.g. the fixtures' error cases) are results, not a
+    # failure: the JSON holds them. Only an overall that could not be scored makes the run fail.
+    return 1 if any("error" in t["overall"] for t in doc["trackers"].values()) else 0
 
 
 def main(argv: Seq[str] | None = None) -> int:
