@@ -26,6 +26,7 @@ import torch
 
 from .config import ModelConfig, TrainConfig
 from .data.synthetic import SyntheticConfig, make_synthetic_benchmark
+from .files import atomic_write_text
 
 # A small LoRAT: 112 px search region (8x8 tokens), 56 px template (4x4 tokens), 4 blocks of width 128.
 DEMO_MODEL = ModelConfig(name="lorat-demo", embed_dim=128, depth=4, num_heads=4, template_size=56,
@@ -76,13 +77,11 @@ def _train_stage(name: str, out: Path, plan: DemoPlan, steps: int, data_root: Pa
     if summary["status"] != "finished":
         raise KeyboardInterrupt
     summary["seconds"] = time.perf_counter() - t0
-    summary_file.write_text(json.dumps(summary, indent=1))
+    atomic_write_text(summary_file, json.dumps(summary, indent=1))
     return summary
 
 
 def _first_box_baseline(seqs, folder: Path) -> None:
-    from .files import atomic_write_text
-
     folder.mkdir(parents=True, exist_ok=True)
     for s in seqs:
         rows = np.repeat(s.boxes[:1], len(s), axis=0)
@@ -178,9 +177,9 @@ def run_demo_pipeline(out: Path, plan: DemoPlan, seed: int = 0) -> dict:
         "train_seconds": {"pretrain_A": pre.get("seconds"), "lora_B": lora.get("seconds"), "full_B": full.get("seconds")},
         "seconds": time.perf_counter() - t_start,
     }
-    (out / "results.json").write_text(json.dumps(numbers, indent=1))
+    atomic_write_text(out / "results.json", json.dumps(numbers, indent=1))
     report = _markdown(numbers, plots, video, strip, out, len(test))
-    (out / "report.md").write_text(report)
+    atomic_write_text(out / "report.md", report)
     return numbers
 
 

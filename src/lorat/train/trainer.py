@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from .. import hub
 from ..config import TrainConfig, apply_overrides, from_dict, get_preset, to_dict
-from ..files import atomic_path
+from ..files import atomic_path, atomic_write_text
 from ..models.registry import create_model
 from .losses import lorat_loss
 from .optim import lr_at, param_groups
@@ -256,7 +256,7 @@ def train(cfg: TrainConfig, model_overrides: dict | None = None, resume: str | P
     writer = _summary_writer(out) if is_main else None
     log_file = open(out / "metrics.jsonl", "a") if is_main else None
     if is_main:
-        (out / "train_config.json").write_text(json.dumps(to_dict(cfg), indent=1))
+        atomic_write_text(out / "train_config.json", json.dumps(to_dict(cfg), indent=1))
         print(f"[train] {model_cfg.name}: {n_train / 1e6:.3f} M trainable of {n_total / 1e6:.2f} M parameters "
               f"({100 * n_train / n_total:.2f} %), {world} process(es) on {device}, {steps_per_epoch} steps/epoch")
 
@@ -386,7 +386,7 @@ def evaluate_after_training(model: nn.Module, cfg: TrainConfig, device: torch.de
     for name, s in scores.items():
         print(f"[train] {name}: " + ", ".join(f"{k} {v:.2f}" for k, v in s.items() if k in ("auc", "precision",
                                                                                         "norm_precision", "ao")))
-    (out / "scores.json").write_text(json.dumps(scores, indent=1))
+    atomic_write_text(out / "scores.json", json.dumps(scores, indent=1))
     return scores
 
 
