@@ -73,7 +73,7 @@ def test_resume_reproduces_an_uninterrupted_run(synth_root, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    # Training changed the trainable weights and left the frozen ones alone.
+    # Training checkpoints hold exactly the trainable tensors, and training moved them.
     first = read_state_file(ckpt / "model.safetensors")[0]
     assert set(first) == {k for k in a if ".lora." in k or k.startswith("head.") or k == "token_type_embed"}
     assert not torch.equal(first["token_type_embed"], a["token_type_embed"])

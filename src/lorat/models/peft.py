@@ -221,9 +221,3 @@ def lora_modules(module: nn.Module) -> list[LoRA]:
 def has_lora(module: nn.Module) -> bool:
     """True when ``module`` still contains unmerged LoRA wrappers."""
     return any(isinstance(m, (LoRALinear, LoRAQKV)) for m in module.modules())
-
-
-def set_lora_scaling(module: nn.Module, alpha: float | None = None, r_for_scale_one: bool = False) -> None:
-    """Change ``alpha`` of every LoRA in ``module``; ``r_for_scale_one=True`` sets alpha = r (scale 1)."""
-    for lora in lora_modules(module):
-        lora.alpha = float(lora.r if r_for_scale_one else alpha)
