@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import lorat
-from lorat.config import GEOMETRIES, VIT_VARIANTS, apply_overrides, get_preset
+from lorat.config import GEOMETRIES, VIT_VARIANTS, apply_overrides
+from lorat.models.registry import get_preset
 from lorat.models.peft import has_lora
 
 PRESETS = lorat.list_models()

@@ -10,9 +10,9 @@ Public API::
 """
 __version__ = "0.1.0"
 
-from .config import ModelConfig, PRESETS, get_preset  # noqa: E402
+from .config import ModelConfig, PRESETS  # noqa: E402
 from .hub import load_checkpoint, save_checkpoint  # noqa: E402
-from .models.registry import create_model, list_models  # noqa: E402
+from .models.registry import create_model, get_preset, list_models  # noqa: E402
 from .track.tracker import TrackConfig, Tracker  # noqa: E402
 
 __all__ = ["ModelConfig", "PRESETS", "get_preset", "create_model", "list_models", "load_checkpoint",

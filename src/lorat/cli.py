@@ -34,7 +34,7 @@ def add_models_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_models(args: argparse.Namespace) -> int:
     """Print every preset with its size and geometry."""
-    from .config import get_preset
+    from .models.registry import get_preset
     from .models.registry import list_models
 
     for name in list_models(args.pattern):

@@ -139,16 +139,10 @@ def _lorat_preset(variant: str, res: int) -> ModelConfig:
     return ModelConfig(name=f"lorat-{variant}-{res}", **VIT_VARIANTS[variant], **GEOMETRIES[res])
 
 
+# The LoRAT presets; models/lorat.py registers them (models.registry.get_preset reads every architecture's).
 PRESETS: dict[str, ModelConfig] = {
     f"lorat-{v}-{r}": _lorat_preset(v, r) for v in VIT_VARIANTS for r in GEOMETRIES
 }
-
-
-def get_preset(name: str) -> ModelConfig:
-    """Return a copy of the named preset; a clear error lists the known names."""
-    if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
-    return replace(PRESETS[name])
 
 
 def _coerce(value: str, typ: Any) -> Any:
@@ -212,5 +206,5 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-__all__ = ["ModelConfig", "TrainConfig", "PRESETS", "VIT_VARIANTS", "GEOMETRIES", "get_preset", "apply_overrides",
+__all__ = ["ModelConfig", "TrainConfig", "PRESETS", "VIT_VARIANTS", "GEOMETRIES", "apply_overrides",
            "to_dict", "from_dict"]

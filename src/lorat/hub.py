@@ -18,7 +18,6 @@ import json
 import re
 import struct
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import __version__
-from .config import ModelConfig, from_dict, get_preset, to_dict
+from .config import ModelConfig, from_dict, to_dict
 from .files import atomic_path
 from .models.peft import has_lora, lora_modules
 
@@ -367,36 +366,57 @@ def save_checkpoint(model: nn.Module, path: str | Path, contents: str = "full",
 
 
 def load_checkpoint(path: str | Path, name: str | ModelConfig | None = None, pretrained: str | Path | dict | None = None,
-                    merge: bool = False, official_lora_scaling: bool = False, **overrides) -> nn.Module:
-    """Load a LoRAT model from any supported checkpoint.
+                    merge: bool = False, **options) -> nn.Module:
+    """Load a model of any registered architecture from any supported checkpoint.
 
     * lorat files carry their config; ``pretrained`` is needed only for ``trainable`` contents.
-    * official LoRAT files need the preset ``name`` (and overrides for reduced models) and, for
-      trainable-only files, the DINOv2 backbone ``pretrained``.
-    ``merge=True`` folds LoRA for inference. See the module docstring for ``official_lora_scaling``.
+    * official files (LoRAT, SPMTrack, OSTrack, ...) need the preset ``name`` (and overrides for reduced
+      models) and, for trainable-only files, the backbone ``pretrained``.
+    ``options`` are config field overrides, plus the architecture loader's own keyword options (for LoRAT
+    ``official_lora_scaling``, see the module docstring). ``merge=True`` folds PEFT weights for inference.
     """
-    from .models.registry import create_model
+    from .models.registry import get_arch, resolve_config
 
     tensors, meta = read_state_file(path)
     source = str(path)
     if meta.get("format") == "lorat":
         try:
-            cfg = from_dict(ModelConfig, json.loads(meta["config"]))
+            saved = json.loads(meta["config"])
+            arch = get_arch(saved.get("arch", "lorat"))
+            cfg = from_dict(arch.config_cls, saved)
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"{source}: lorat header has an unreadable config ({e})") from None
-        cfg = replace(cfg, **overrides) if overrides else cfg
         contents = meta.get("contents", "full")
     else:
         if name is None:
-            raise CheckpointError(f"{source}: an official LoRAT file has no config; pass the preset name "
-                                  "(e.g. name='lorat-b-224') and the DINOv2 backbone")
-        cfg = get_preset(name) if isinstance(name, str) else replace(name)
-        cfg = replace(cfg, **overrides) if overrides else cfg
-        contents = "merged" if "blocks.0.attn.qkv.weight" in tensors and "token_type_embed" in tensors else "official"
+            raise CheckpointError(f"{source}: an official checkpoint has no config; pass the preset name "
+                                  "(e.g. name='lorat-b-224') and the backbone weights (pretrained=...)")
+        cfg = resolve_config(name)
+        arch = get_arch(cfg)
+        contents = "official"
+    known = set(arch.config_cls.__dataclass_fields__)
+    cfg = resolve_config(cfg, **{k: v for k, v in options.items() if k in known})
+    loader_options = {k: v for k, v in options.items() if k not in known}
+    return arch.from_checkpoint(cfg, tensors, contents, source, pretrained, merge=merge, **loader_options)
+
+
+def lorat_from_checkpoint(cfg: ModelConfig, tensors: dict[str, torch.Tensor], contents: str, source: str,
+                          pretrained: str | Path | dict | None, merge: bool = False,
+                          official_lora_scaling: bool = False) -> nn.Module:
+    """Build a LoRAT model for ``cfg`` and load checkpoint ``tensors`` into it (``Arch.from_checkpoint``).
+
+    ``contents``: ``full`` / ``trainable`` / ``merged`` for lorat files, ``official`` for headerless ones
+    (then the merged layout is recognised by its fused ``qkv`` weight next to ``token_type_embed``).
+    """
+    from .models.registry import create_model
+
+    if contents == "official":
         if "token_type_embed" not in tensors and "head.cls_mlp.layers.0.weight" not in tensors:
             detect_dinov2_layout(tensors, source)  # a backbone file: say so clearly
             raise CheckpointError(f"{source}: is a DINOv2 backbone, not a LoRAT checkpoint; pass it as "
                                   "pretrained=... (or --pretrained)")
+        if "blocks.0.attn.qkv.weight" in tensors and "token_type_embed" in tensors:
+            contents = "merged"
         _check_arch(cfg, tensors, source)
     model = create_model(cfg, pretrained=pretrained)
     if contents == "merged":

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import PRESETS, ModelConfig
 from .head import MlpAnchorFreeHead
 from .peft import attach_lora, has_lora, merge_lora
 from .vit import Block, PatchEmbed, interpolate_pos_grid
@@ -150,3 +150,22 @@ def build_lorat(cfg: ModelConfig, pretrained: dict[str, torch.Tensor] | None = N
         model.load_backbone(pretrained)
     model.configure_peft()
     return model
+
+
+def _claims_lorat(sd: dict[str, torch.Tensor]) -> bool:
+    # LoRAT files have token-type embeddings and an MLP head; SPMTrack's also carry the state-token query.
+    return "token_type_embed" in sd and "track_query" not in sd
+
+
+def _register() -> None:
+    from ..hub import load_dinov2, lorat_from_checkpoint
+    from .registry import Arch, register_arch, register_preset
+
+    register_arch(Arch(name="lorat", config_cls=ModelConfig, build=build_lorat, read_pretrained=load_dinov2,
+                       from_checkpoint=lorat_from_checkpoint, claims=_claims_lorat,
+                       tracker="lorat.track.tracker:Tracker", task="lorat.train.task:LoRATTask"))
+    for cfg in PRESETS.values():
+        register_preset(cfg)
+
+
+_register()

@@ -34,7 +34,8 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
 from .. import hub
-from ..config import TrainConfig, apply_overrides, from_dict, get_preset, to_dict
+from ..config import TrainConfig, apply_overrides, from_dict, to_dict
+from ..models.registry import get_preset
 from ..files import atomic_path, atomic_write_text
 from ..models.registry import create_model
 from .losses import lorat_loss
