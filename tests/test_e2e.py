@@ -14,10 +14,9 @@ import pytest
 import torch
 
 import lorat
+from fake_datasets import make_fake_lasot
 from lorat.cli import main
 from lorat.data.synthetic import SyntheticConfig, make_synthetic_benchmark
-
-from fake_datasets import make_fake_lasot
 
 REPO = Path(__file__).resolve().parents[1]
 

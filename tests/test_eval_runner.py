@@ -13,8 +13,14 @@ import lorat
 from lorat.cli import main
 from lorat.data.datasets import load_benchmark
 from lorat.data.sequence import Sequence
-from lorat.eval.runner import (evaluate, plan_jobs, read_result, result_dir, write_got10k_submission,
-                               write_trackingnet_submission)
+from lorat.eval.runner import (
+    evaluate,
+    plan_jobs,
+    read_result,
+    result_dir,
+    write_got10k_submission,
+    write_trackingnet_submission,
+)
 from lorat.track.tracker import TrackConfig, Tracker
 
 LENGTHS = [4, 6, 3, 7, 5]  # different lengths: finished sequences are replaced mid-batch

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from safetensors.torch import load_file
 
+from conftest import OFFICIAL, fixture_file, fixture_model_kwargs, official_manifest
 from lorat.hub import load_checkpoint
 from lorat.train.losses import lorat_loss
-
-from conftest import OFFICIAL, fixture_file, fixture_model_kwargs, official_manifest
 
 
 def test_fixture_b_loss_and_gradients():

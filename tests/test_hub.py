@@ -9,12 +9,21 @@ import torch
 from safetensors.torch import save_file
 
 import lorat
-from lorat.hub import (CheckpointError, convert_dinov2, detect_dinov2_layout, facebook_to_huggingface,
-                       facebook_to_timm, huggingface_to_facebook, load_checkpoint, load_dinov2, read_state_file,
-                       save_checkpoint, timm_to_facebook)
-from lorat.models.vit import DinoV2
-
 from conftest import OFFICIAL
+from lorat.hub import (
+    CheckpointError,
+    convert_dinov2,
+    detect_dinov2_layout,
+    facebook_to_huggingface,
+    facebook_to_timm,
+    huggingface_to_facebook,
+    load_checkpoint,
+    load_dinov2,
+    read_state_file,
+    save_checkpoint,
+    timm_to_facebook,
+)
+from lorat.models.vit import DinoV2
 
 
 def _dinov2_sd(ffn="mlp"):

@@ -7,10 +7,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
+from conftest import OFFICIAL as FIXTURES
 from lorat.data.transforms import positive_cell_indices
 from lorat.train.losses import lorat_loss
-
-from conftest import OFFICIAL as FIXTURES
 
 
 def _targets_from_px(gt_px: np.ndarray, search: int = 224, feat: int = 16) -> dict[str, torch.Tensor]:

@@ -3,23 +3,23 @@ from __future__ import annotations
 
 import json
 import math
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
 
+# same location rule as conftest.py: LORAT_SHARED overrides <repo>/../shared
+from conftest import METRICS as FIXTURES
 from lorat.eval import metrics as M
 from lorat.eval import toolkit_metrics as T
 from lorat.eval.metrics import EvaluationError
 
-# same location rule as conftest.py: LORAT_SHARED overrides <repo>/../shared
-from conftest import METRICS as FIXTURES
 PCT_ABS = 1e-4  # float32 curves in percent (README tolerance)
 FRAC_ABS = 1e-6  # float32 curves as fractions
 REL = 1e-9  # float64 quantities
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> dict:
     with open(FIXTURES / name, encoding="utf-8") as f:
         return json.load(f)

@@ -10,10 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 import lorat
+from conftest import OFFICIAL, fixture_file, fixture_model_kwargs, lorat_fixture_names, official_manifest
 from lorat.hub import load_checkpoint, load_lorat_state, read_state_file
 from lorat.models.peft import has_lora
-
-from conftest import OFFICIAL, fixture_file, fixture_model_kwargs, lorat_fixture_names, official_manifest
 
 NAMES = lorat_fixture_names()
 TOL = 1e-5

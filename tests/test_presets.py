@@ -8,8 +8,8 @@ import torch
 
 import lorat
 from lorat.config import GEOMETRIES, VIT_VARIANTS, apply_overrides
-from lorat.models.registry import get_preset
 from lorat.models.peft import has_lora
+from lorat.models.registry import get_preset
 
 PRESETS = lorat.list_models()
 

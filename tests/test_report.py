@@ -11,22 +11,22 @@ import math
 import os
 import subprocess
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lorat.eval import report as R
-
 # same location rule as conftest.py: LORAT_SHARED overrides <repo>/../shared
 from conftest import METRICS as FIXTURES
+from lorat.eval import report as R
+
 INPUTS = FIXTURES / "inputs.json"
 PCT_ABS, FRAC_ABS, REL = 1e-4, 1e-6, 1e-9  # README tolerances
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> dict:
     with open(FIXTURES / name, encoding="utf-8") as f:
         return json.load(f)

@@ -7,8 +7,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from lorat.data.sampler import (PairDataset, PairIndexSampler, dataset_sampling_weights, epoch_plan,
-                                read_image_rgb, sample_frame_pair, valid_frame_mask)
+from lorat.data.sampler import (
+    PairDataset,
+    PairIndexSampler,
+    dataset_sampling_weights,
+    epoch_plan,
+    read_image_rgb,
+    sample_frame_pair,
+    valid_frame_mask,
+)
 from lorat.data.sequence import Sequence
 from lorat.data.transforms import SiameseTrainTransform, TransformConfig, collate_pairs
 

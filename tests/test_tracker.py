@@ -1,7 +1,6 @@
 """Tracker: crop bookkeeping, Hann window, decoding (official fixture), state rule, batching, bad input."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -9,13 +8,12 @@ from safetensors.torch import load_file
 from torch import nn
 
 import lorat
+from conftest import OFFICIAL
 from lorat import boxes as bx
 from lorat.data import transforms as T
 from lorat.models.head import cell_centres
 from lorat.models.peft import has_lora
 from lorat.track.tracker import TrackConfig, Tracker, check_init_box, decode_prediction, hann_window_2d
-
-from conftest import OFFICIAL
 
 
 def _noise(h: int, w: int, seed: int) -> np.ndarray:

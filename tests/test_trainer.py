@@ -12,7 +12,6 @@ import torch
 import torch.multiprocessing as mp
 
 import lorat
-
 from lorat.config import TrainConfig
 from lorat.data.synthetic import SyntheticConfig, make_synthetic_benchmark
 from lorat.hub import read_state_file

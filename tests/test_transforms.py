@@ -9,10 +9,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from conftest import OFFICIAL as FIXTURES
 from lorat import boxes as bx
 from lorat.data import transforms as T
-
-from conftest import OFFICIAL as FIXTURES
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -10,8 +10,16 @@ import torch
 
 import lorat
 from lorat.cli import main
-from lorat.track.video import (AtomicVideoWriter, ImageFolderSource, VideoFileSource, draw_tracking, open_source,
-                               parse_box, read_image, write_boxes)
+from lorat.track.video import (
+    AtomicVideoWriter,
+    ImageFolderSource,
+    VideoFileSource,
+    draw_tracking,
+    open_source,
+    parse_box,
+    read_image,
+    write_boxes,
+)
 
 W, H = 96, 72
 

@@ -10,7 +10,7 @@ Public API::
 """
 __version__ = "0.1.0"
 
-from .config import ModelConfig, PRESETS  # noqa: E402
+from .config import PRESETS, ModelConfig  # noqa: E402
 from .hub import load_checkpoint, save_checkpoint  # noqa: E402
 from .models.registry import create_model, get_preset, list_models  # noqa: E402
 from .track.tracker import TrackConfig, Tracker  # noqa: E402

@@ -34,8 +34,7 @@ def add_models_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_models(args: argparse.Namespace) -> int:
     """Print every preset with its size and geometry."""
-    from .models.registry import get_preset
-    from .models.registry import list_models
+    from .models.registry import get_preset, list_models
 
     for name in list_models(args.pattern):
         c = get_preset(name)

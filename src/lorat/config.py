@@ -72,7 +72,7 @@ class ModelConfig:
         """Search token grid side (224 px / 14 = 16): also the response-map side."""
         return self.search_size // self.patch_size
 
-    def validate(self) -> "ModelConfig":
+    def validate(self) -> ModelConfig:
         """Raise ValueError naming the field when the config is inconsistent."""
         for f in ("template_size", "search_size"):
             v = getattr(self, f)

@@ -47,7 +47,7 @@ class DemoPlan:
     workers: int = 2
 
     @classmethod
-    def quick(cls) -> "DemoPlan":
+    def quick(cls) -> DemoPlan:
         return cls(train_a=4, train_b=3, test_b=2, frames=12, pretrain_steps=4, adapt_steps=3, batch_size=8,
                    workers=0)
 

@@ -335,7 +335,8 @@ def load_lorat_state(model: nn.Module, sd: dict[str, torch.Tensor], source: str 
     if alpha is not None:
         for lora in loras:
             if abs(lora.alpha - float(alpha)) > 1e-9:
-                warnings.warn(f"{source}: lora_alpha={float(alpha)} from the file overrides config alpha={lora.alpha}")
+                warnings.warn(f"{source}: lora_alpha={float(alpha)} from the file overrides config alpha={lora.alpha}",
+                              stacklevel=2)
             lora.alpha = float(alpha)
     elif official_lora_scaling:
         for lora in loras:  # the official merge-on-load uses scale 1 when the file has no lora_alpha
@@ -365,8 +366,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, contents: str = "full",
     atomic_save_safetensors(sd, path, meta)
 
 
-def load_checkpoint(path: str | Path, name: str | ModelConfig | None = None, pretrained: str | Path | dict | None = None,
-                    merge: bool = False, **options) -> nn.Module:
+def load_checkpoint(path: str | Path, name: str | ModelConfig | None = None,
+                    pretrained: str | Path | dict | None = None, merge: bool = False, **options) -> nn.Module:
     """Load a model of any registered architecture from any supported checkpoint.
 
     * lorat files carry their config; ``pretrained`` is needed only for ``trainable`` contents.

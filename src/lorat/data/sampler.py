@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterator
+from collections.abc import Sequence as Seq
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence as Seq
+from typing import Any
 
 import cv2
 import numpy as np

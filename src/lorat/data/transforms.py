@@ -17,8 +17,9 @@ agree with Pillow 13 bit for bit on every image tried, including the box-blur ed
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -464,7 +465,7 @@ class TransformConfig:
         return _wh(self.search_size) // self.stride
 
     @classmethod
-    def for_resolution(cls, search_size: int, **overrides: Any) -> "TransformConfig":
+    def for_resolution(cls, search_size: int, **overrides: Any) -> TransformConfig:
         """Official geometry: 224 -> (112, 224, factor 4), 378 -> (196, 378, factor 5)."""
         geometry = {224: (112, 4.0), 378: (196, 5.0)}
         if search_size not in geometry:
@@ -474,13 +475,13 @@ class TransformConfig:
                       "search_area_factor": factor, **overrides})
 
     @classmethod
-    def from_model_config(cls, cfg: Any, **overrides: Any) -> "TransformConfig":
+    def from_model_config(cls, cfg: Any, **overrides: Any) -> TransformConfig:
         """Take sizes, stride and area factors from a :class:`lorat.config.ModelConfig`-like object."""
         return cls(**{"template_size": cfg.template_size, "search_size": cfg.search_size,
                       "stride": cfg.patch_size, "template_area_factor": cfg.template_area_factor,
                       "search_area_factor": cfg.search_area_factor, **overrides})
 
-    def without_augmentation(self) -> "TransformConfig":
+    def without_augmentation(self) -> TransformConfig:
         """Same geometry, no jitter, flip, colour jitter or 3-augment (deterministic crops)."""
         return replace(self, scale_jitter=0.0, translation_jitter=0.0, flip_prob=0.0, brightness=0.0,
                        contrast=0.0, saturation=0.0, deit3=False)
@@ -507,7 +508,7 @@ class SiameseTrainTransform:
         self.config = config or TransformConfig()
 
     @classmethod
-    def from_model_config(cls, cfg: Any, **overrides: Any) -> "SiameseTrainTransform":
+    def from_model_config(cls, cfg: Any, **overrides: Any) -> SiameseTrainTransform:
         """Transform with the geometry of a :class:`lorat.config.ModelConfig` (see
         :meth:`TransformConfig.from_model_config`); ``overrides`` set other :class:`TransformConfig` fields."""
         return cls(TransformConfig.from_model_config(cfg, **overrides))

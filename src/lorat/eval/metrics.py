@@ -21,8 +21,8 @@ raises, these functions raise :class:`EvaluationError` whose ``str()`` is the re
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 

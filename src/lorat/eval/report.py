@@ -112,9 +112,11 @@ import math
 import os
 import re
 import sys
+from collections.abc import Iterable, Mapping
+from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence as Seq
+from typing import Any
 
 import numpy as np
 

@@ -40,10 +40,11 @@ import sys
 import time
 import zipfile
 from collections import deque
+from collections.abc import Callable, Mapping
+from collections.abc import Sequence as Seq
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence as Seq
 
 import numpy as np
 
@@ -452,7 +453,6 @@ def run_eval(args: argparse.Namespace) -> int:
     """Run ``lorat eval``; returns 0."""
     from ..track.tracker import Tracker
     from ..track.video import model_from_args
-
     from .report import RULES
 
     if args.rule not in RULES:  # checked before hours of tracking, not after

@@ -15,8 +15,8 @@ Background: ``shared/docs/metrics-and-formats.md`` sections 1, 4 and 5.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 

@@ -91,7 +91,7 @@ class LoRAT(nn.Module):
             attach_lora(self.blocks, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_rslora,
                         cfg.lora_init, cfg.lora_targets)
 
-    def merge_lora(self) -> "LoRAT":
+    def merge_lora(self) -> LoRAT:
         """Fold LoRA into the frozen weights (float32) for inference; returns self."""
         merge_lora(self.blocks)
         return self

@@ -16,7 +16,7 @@ faster than the unmerged graph. ``LoRALinear.merge()/unmerge()`` toggle in place
 from __future__ import annotations
 
 import math
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn

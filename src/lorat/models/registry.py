@@ -14,9 +14,10 @@ architecture with overrides applied; ``list_models()`` names every preset.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -117,7 +118,8 @@ def resolve_config(name: str | Any, **overrides) -> Any:
         known = {f.name for f in fields(cfg)}
         bad = sorted(set(overrides) - known)
         if bad:
-            raise KeyError(f"{type(cfg).__name__} ({cfg.arch}) has no field(s) {bad}; fields: {', '.join(sorted(known))}")
+            raise KeyError(f"{type(cfg).__name__} ({cfg.arch}) has no field(s) {bad}; "
+                           f"fields: {', '.join(sorted(known))}")
         cfg = replace(cfg, **overrides)
     return cfg
 

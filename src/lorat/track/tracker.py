@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,7 +76,7 @@ class TrackConfig:
     merge_lora: bool = True
     copy_model: bool = False
 
-    def validate(self) -> "TrackConfig":
+    def validate(self) -> TrackConfig:
         """Raise ValueError naming the bad field."""
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype={self.dtype!r}; expected one of {', '.join(_DTYPES)}")

@@ -23,9 +23,9 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -267,7 +267,7 @@ class AtomicVideoWriter:
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
 
-    def __enter__(self) -> "AtomicVideoWriter":
+    def __enter__(self) -> AtomicVideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

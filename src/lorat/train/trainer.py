@@ -35,9 +35,8 @@ from tqdm import tqdm
 
 from .. import hub
 from ..config import TrainConfig, apply_overrides, from_dict, to_dict
-from ..models.registry import get_preset
 from ..files import atomic_path, atomic_write_text
-from ..models.registry import create_model
+from ..models.registry import create_model, get_preset
 from .losses import lorat_loss
 from .optim import lr_at, param_groups
 
