@@ -61,7 +61,7 @@ def seqs(bench):
 @pytest.fixture
 def tracker(tiny_cfg):
     torch.manual_seed(0)
-    return Tracker(lorat.create_model(tiny_cfg), TrackConfig(device="cpu"))
+    return Tracker(lorat.create_model(tiny_cfg), TrackConfig(device="cpu", dtype="float32"))
 
 
 def _files(folder: Path) -> dict[str, np.ndarray]:

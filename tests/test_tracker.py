@@ -87,7 +87,7 @@ def test_decode_prediction_on_official_outputs():
     # Every official box surrounds its cell's reference point (sigmoid ltrb distances from it).
     assert bool((boxes[..., :2] < offset).all()) and bool((boxes[..., 2:] > offset).all())
     box, conf, idx = decode_prediction(score, boxes, hann_window_2d(16, 16), 0.45, (224, 224))
-    # independent numpy computation of spec §5.2 step 4
+    # independent numpy computation of the official decoding rule (docs/tracking.md, step 3)
     p = 1 / (1 + np.exp(-score.double().numpy().reshape(2, -1)))
     q = 0.55 * p + 0.45 * np.outer(np.hanning(16), np.hanning(16)).reshape(1, -1)
     want = q.argmax(1)
@@ -98,13 +98,14 @@ def test_decode_prediction_on_official_outputs():
 
 # ------------------------------------------------------------------------------ crops
 def test_search_crop_and_inverse_round_trip(tiny_cfg):
-    tracker = Tracker(StubModel(tiny_cfg, [0.4, 0.4, 0.6, 0.6]), TrackConfig(device="cpu"))
+    tracker = Tracker(StubModel(tiny_cfg, [0.4, 0.4, 0.6, 0.6]), TrackConfig(device="cpu", dtype="float32"))
     image = np.zeros((90, 120, 3), np.uint8)
     image[30:50, 40:70] = 255  # a white target exactly at the box below
     box = np.array([40.0, 30.0, 70.0, 50.0])
     tracker.initialize(image, bx.xyxy_to_xywh(box))
     state = tracker.states[tracker.active_ids[0]]
-    crop, scale, translation = tracker._search_crop(image, state)
+    crop, c = tracker.crop_search(state, image)
+    scale, translation = c.scale, c.translation
     assert crop.shape == (3, 56, 56)
     in_crop = T.boxes_to_crop(box, scale, translation)
     np.testing.assert_allclose(T.boxes_from_crop(in_crop, scale, translation), box, atol=1e-9)
@@ -118,20 +119,20 @@ def test_search_crop_and_inverse_round_trip(tiny_cfg):
 
 
 def test_search_crops_are_padded_with_frame0_mean(tiny_cfg):
-    tracker = Tracker(StubModel(tiny_cfg, [0.4, 0.4, 0.6, 0.6]), TrackConfig(device="cpu"))
+    tracker = Tracker(StubModel(tiny_cfg, [0.4, 0.4, 0.6, 0.6]), TrackConfig(device="cpu", dtype="float32"))
     frame0 = np.full((40, 50, 3), (200, 100, 50), np.uint8)
     tracker.initialize(frame0, (0, 0, 10, 10))  # at the corner: most of every crop is padding
     state = tracker.states[tracker.active_ids[0]]
     np.testing.assert_allclose(state.pad.numpy(), [200, 100, 50])
     frame1 = np.full((40, 50, 3), 7, np.uint8)
-    crop, _, _ = tracker._search_crop(frame1, state)
+    crop, _ = tracker.crop_search(state, frame1)
     want = (np.array([200, 100, 50]) / 255 - np.array(T.IMAGENET_MEAN)) / np.array(T.IMAGENET_STD)
     np.testing.assert_allclose(crop[:, 0, 0].numpy(), want, atol=1e-5)  # top-left corner: outside the image
 
 
 def test_template_mask_and_min_size_enlargement(tiny_cfg):
     model = StubModel(tiny_cfg, [0.4, 0.4, 0.6, 0.6])
-    tracker = Tracker(model, TrackConfig(device="cpu"))
+    tracker = Tracker(model, TrackConfig(device="cpu", dtype="float32"))
     image = _noise(60, 80, 1)
     tracker.initialize(image, (30, 20, 4, 3))  # tiny box: the search crop uses a >= 10 px box
     state = tracker.states[tracker.active_ids[0]]
@@ -141,7 +142,7 @@ def test_template_mask_and_min_size_enlargement(tiny_cfg):
     want = T.template_foreground_mask(T.boxes_to_crop(np.array([30, 20, 34, 23.0]), s, t), 28, 2)
     np.testing.assert_array_equal(state.z_mask.numpy(), want)
     assert state.z_mask.sum() >= 1
-    _, scale, _ = tracker._search_crop(image, state)
+    scale = tracker.crop_search(state, image)[1].scale
     enlarged = np.array([27.0, 16.5, 37.0, 26.5])  # 4x3 box grown to 10x10 about its centre
     assert scale[0] == pytest.approx(T.siamfc_scale(enlarged, 4.0, 56)[0], rel=0.03)
     np.testing.assert_allclose(state.box, [30, 20, 34, 23])  # the state itself is not enlarged
@@ -150,11 +151,12 @@ def test_template_mask_and_min_size_enlargement(tiny_cfg):
 # ------------------------------------------------------------------------------ output and state rule
 def test_box_mapped_back_with_adjusted_params_and_state_update(tiny_cfg):
     model = StubModel(tiny_cfg, [0.25, 0.375, 0.75, 0.625])
-    tracker = Tracker(model, TrackConfig(device="cpu"))
+    tracker = Tracker(model, TrackConfig(device="cpu", dtype="float32"))
     image = _noise(70, 90, 2)
     tracker.initialize(image, (35, 25, 20, 16))
     state = tracker.states[tracker.active_ids[0]]
-    _, scale, translation = tracker._search_crop(image, state)
+    c = tracker.crop_search(state, image)[1]
+    scale, translation = c.scale, c.translation
     box, score = tracker.track(image)
     want = bx.clip_to_image(T.boxes_from_crop(np.array([14.0, 21.0, 42.0, 35.0]), scale, translation), 90, 70)
     np.testing.assert_allclose(box, bx.xyxy_to_xywh(want), atol=1e-4)
@@ -164,7 +166,7 @@ def test_box_mapped_back_with_adjusted_params_and_state_update(tiny_cfg):
 
 def test_invalid_clipped_box_keeps_previous_state(tiny_cfg):
     model = StubModel(tiny_cfg, [-3.0, -3.0, -2.5, -2.5])  # far up-left of the crop -> outside the image
-    tracker = Tracker(model, TrackConfig(device="cpu"))
+    tracker = Tracker(model, TrackConfig(device="cpu", dtype="float32"))
     image = _noise(70, 90, 3)
     tracker.initialize(image, (35, 25, 20, 16))
     sid = tracker.active_ids[0]
@@ -179,8 +181,8 @@ def test_invalid_clipped_box_keeps_previous_state(tiny_cfg):
 
 # ------------------------------------------------------------------------------ batching
 def test_batched_tracking_equals_tracking_each_alone(tiny_model):
-    single = Tracker(tiny_model, TrackConfig(device="cpu"))
-    batched = Tracker(tiny_model, TrackConfig(device="cpu"))
+    single = Tracker(tiny_model, TrackConfig(device="cpu", dtype="float32"))
+    batched = Tracker(tiny_model, TrackConfig(device="cpu", dtype="float32"))
     sizes = [(48, 64), (60, 50), (40, 40)]
     inits = [(10, 8, 20, 15), (5, 30, 12, 25), (20, 20, 6, 6)]
     videos = [[_noise(h, w, 10 * k + f) for f in range(5)] for k, (h, w) in enumerate(sizes)]
@@ -204,7 +206,7 @@ def test_batched_tracking_equals_tracking_each_alone(tiny_model):
 
 def test_batched_forward_is_one_call(tiny_cfg):
     model = StubModel(tiny_cfg, [0.4, 0.4, 0.6, 0.6])
-    tracker = Tracker(model, TrackConfig(device="cpu"))
+    tracker = Tracker(model, TrackConfig(device="cpu", dtype="float32"))
     tracker.initialize_many([0, 1, 2], [_noise(40, 40, i) for i in range(3)], [(5, 5, 10, 10)] * 3)
     assert model.calls == []  # initialisation does not run the model (LoRAT v1)
     tracker.track_many([0, 1, 2], [_noise(40, 40, 9)] * 3)
@@ -216,9 +218,9 @@ def test_lora_merged_in_place_or_on_a_copy(tiny_cfg):
     torch.manual_seed(0)
     model = lorat.create_model(tiny_cfg)
     assert has_lora(model)
-    copied = Tracker(model, TrackConfig(device="cpu", copy_model=True))
+    copied = Tracker(model, TrackConfig(device="cpu", dtype="float32", copy_model=True))
     assert has_lora(model) and not has_lora(copied.model)
-    tracker = Tracker(model, TrackConfig(device="cpu"))
+    tracker = Tracker(model, TrackConfig(device="cpu", dtype="float32"))
     assert tracker.model is model and not has_lora(model) and not model.training
     image = _noise(50, 60, 4)
     for t in (tracker, copied):
@@ -249,7 +251,7 @@ def test_bfloat16_on_cpu_casts_weights(tiny_model):
     ("abc", "not 4 numbers"),
 ])
 def test_bad_initial_box(tiny_cfg, box, match):
-    tracker = Tracker(StubModel(tiny_cfg, [0.4, 0.4, 0.6, 0.6]), TrackConfig(device="cpu"))
+    tracker = Tracker(StubModel(tiny_cfg, [0.4, 0.4, 0.6, 0.6]), TrackConfig(device="cpu", dtype="float32"))
     with pytest.raises(ValueError, match=match):
         tracker.initialize(_noise(40, 60, 0), box)
     assert tracker.active_ids == []
@@ -267,7 +269,7 @@ def test_box_partly_outside_is_accepted():
     ([[0, 0, 0]], "numpy array"),
 ])
 def test_bad_image(tiny_cfg, image, match):
-    tracker = Tracker(StubModel(tiny_cfg, [0.4, 0.4, 0.6, 0.6]), TrackConfig(device="cpu"))
+    tracker = Tracker(StubModel(tiny_cfg, [0.4, 0.4, 0.6, 0.6]), TrackConfig(device="cpu", dtype="float32"))
     with pytest.raises(ValueError, match=match):
         tracker.initialize(image, (1, 1, 5, 5))
     tracker.initialize(_noise(40, 60, 0), (1, 1, 5, 5))
@@ -276,7 +278,7 @@ def test_bad_image(tiny_cfg, image, match):
 
 
 def test_call_order_and_ids(tiny_cfg):
-    tracker = Tracker(StubModel(tiny_cfg, [0.4, 0.4, 0.6, 0.6]), TrackConfig(device="cpu"))
+    tracker = Tracker(StubModel(tiny_cfg, [0.4, 0.4, 0.6, 0.6]), TrackConfig(device="cpu", dtype="float32"))
     with pytest.raises(ValueError, match="initialize"):
         tracker.track(_noise(40, 60, 0))
     with pytest.raises(ValueError, match="duplicate"):

@@ -1,14 +1,32 @@
-"""The LoRAT tracker: one object per sequence, many sequences per forward pass.
+"""Trackers: the shared batched tracking loop, with LoRAT's official inference as the default steps.
 
-Inference follows the official one-stream pipeline (spec §5, ``pipelines/one_stream``) step by step:
+:class:`Tracker` runs N sequences at once (``initialize_many`` / ``track_many``; ``initialize`` / ``track``
+are the N = 1 case). Every frame of every active sequence goes through the same five steps, each a
+documented method a subclass may override (the *tracker contract*, ``docs/DESIGN.md``):
 
-frame 0 (:meth:`Tracker.initialize`)
+=====================================  ==============================================================
+``new_state(image, box, seq_id)``      frame 0: build the per-sequence :class:`SequenceState`
+``crop_search(state, image)``          frame t: the normalised search crop and its :class:`SearchCrop`
+``batch_templates(states)``            the template side of the model input, batched over sequences
+``forward(templates, x, states)``      one model call for the whole batch -> output dict
+``decode(outputs, crops, states)``     output -> one box (image pixels, xyxy) and score per sequence
+``update(state, box, score, image)``   move the sequence's state (memory, carried tokens, ...)
+``release(seq_id)``                    forget a sequence
+=====================================  ==============================================================
+
+``lorat.Tracker(model)`` picks the tracker class the model's architecture registered
+(``Arch.tracker``, a ``"module:Class"`` path): LoRAT models get this class, other architectures get their
+own subclass, so nothing here knows an architecture by name.
+
+LoRAT's steps follow the official one-stream pipeline (``docs/tracking.md`` describes every step):
+
+frame 0
     template crop of the given box with ``template_area_factor`` (2) and the SiamFC context rule, padded
     with the frame's channel mean; ``/255``, ImageNet normalisation; the template foreground mask is the
     box mapped through the *adjusted* crop parameters and rasterised with stride ``template_size /
     template_feat``. The template, its mask and the frame-0 channel mean are cached per sequence. The model
     is not run; the frame-0 result is the given box with confidence 1.
-frame t (:meth:`Tracker.track`)
+frame t
     1. the last accepted box, enlarged about its centre to >= ``min_box_size`` px per side (for cropping
        only), gives the search crop (``search_area_factor`` 4 or 5), padded with the *frame-0* mean;
     2. one forward on ``(template, search, mask)``;
@@ -20,23 +38,23 @@ frame t (:meth:`Tracker.track`)
 
 There is no score threshold, template update, smoothing or re-detection.
 
-Batching: every call takes a list of sequence ids; all active sequences go through *one* forward
-(:meth:`Tracker.track_many`), sharing every line of pre- and post-processing with the single-sequence
-methods, which are just the one-element case. The crop is :func:`lorat.data.transforms.crop_and_resize`, the
-function training uses.
+Precision (``TrackConfig.dtype``, the vocabulary of :mod:`lorat.device`): ``auto`` (default) is fp16
+autocast on CUDA, as the official evaluation runs, bf16 on CPUs with native bf16 instructions, fp32
+otherwise. Half precision uses autocast with fp32 weights on CUDA; elsewhere the weights are cast once
+(faster than CPU autocast, which re-casts fp32 weights every call). The tracker prints what it chose.
 
 The model: the tracker puts it in eval mode, merges LoRA (``TrackConfig.merge_lora``: merged weights are
-exactly as accurate and 16-24 % faster), moves it to the device and, for bf16/fp16 off CUDA, casts the
-weights (faster than autocast on CPU, which re-casts fp32 weights every call). These changes are made **in
-place** on the model you pass, unless ``TrackConfig.copy_model`` is set (use that when the model is still
-being trained, e.g. for an evaluation during training).
+exactly as accurate and 16-24 % faster), moves it to the device and casts it as above. These changes are
+made **in place** on the model you pass, unless ``TrackConfig.copy_model`` is set (use that when the model
+is still being trained, e.g. for an evaluation during training).
 """
 from __future__ import annotations
 
 import contextlib
 import copy
+import sys
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,11 +63,13 @@ from torch import nn
 
 from .. import boxes as bx
 from ..data import transforms as T
+from ..device import PRECISIONS, canonical_precision, cpu_has_native_bf16, resolve_device, resolve_precision
+from .decode import decode_prediction, hann_window_2d
 
-__all__ = ["TrackConfig", "Tracker", "BatchTracker", "SequenceState", "hann_window_2d", "decode_prediction",
-           "check_image", "check_init_box", "resolve_device", "prepare_model"]
+__all__ = ["TrackConfig", "Tracker", "BatchTracker", "SequenceState", "SearchCrop", "hann_window_2d",
+           "decode_prediction", "check_image", "check_init_box", "resolve_device", "prepare_model",
+           "tracker_class_for", "describe_precision"]
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _SINGLE = "__single__"  # sequence id used by initialize()/track()
 
 
@@ -59,27 +79,31 @@ class TrackConfig:
 
     Attributes:
         device: ``cpu``, ``cuda`` (or ``cuda:N``), ``mps`` or ``auto`` (CUDA, else MPS, else CPU; under
-            torchrun CUDA picks ``cuda:$LOCAL_RANK``).
-        dtype: ``float32``, ``bfloat16`` or ``float16``. On CUDA the two half types run under autocast with
-            fp32 weights (the official evaluation uses fp16 autocast); elsewhere the weights are cast once.
-            float16 is refused on CPU (no fast kernels there).
+            torchrun CUDA picks ``cuda:$LOCAL_RANK``); see :func:`lorat.device.resolve_device`.
+        dtype: ``auto`` (default), ``float32``, ``bfloat16`` or ``float16`` (aliases ``fp32``/``none``,
+            ``bf16``, ``fp16``). ``auto``: fp16 autocast on CUDA (the official evaluation), bf16 on CPUs
+            with native bf16, float32 otherwise. float16 is refused on CPU (no fast kernels there).
         window_penalty: weight of the Hann window in the additive penalty (official 0.45).
         min_box_size: minimum side (px) of the state box when computing the search crop (official 10).
         merge_lora: fold LoRA into the weights before tracking.
         copy_model: prepare (merge/cast/move) a deep copy instead of the model passed in.
+        verbose: print the tracker class, device and precision once, when the tracker is built.
     """
 
     device: str = "auto"
-    dtype: str = "float32"
+    dtype: str = "auto"
     window_penalty: float = 0.45
     min_box_size: float = 10.0
     merge_lora: bool = True
     copy_model: bool = False
+    verbose: bool = True
 
     def validate(self) -> TrackConfig:
         """Raise ValueError naming the bad field."""
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype={self.dtype!r}; expected one of {', '.join(_DTYPES)}")
+        try:
+            canonical_precision(self.dtype)
+        except ValueError as e:
+            raise ValueError(f"dtype={self.dtype!r}: {e}") from None
         if not (self.device in ("auto", "cpu", "mps") or self.device.startswith("cuda")):
             raise ValueError(f"device={self.device!r}; expected cpu, cuda, cuda:N, mps or auto")
         if not 0.0 <= self.window_penalty <= 1.0:
@@ -89,32 +113,30 @@ class TrackConfig:
         return self
 
 
-# ============================================================================ device / model
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> ``cuda[:LOCAL_RANK]`` / ``mps`` / ``cpu``; a named device that is absent is a ValueError."""
-    import os
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} requested but CUDA is not available (use --device cpu)")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device={name!r} requested but MPS is not available (use --device cpu)")
-    return dev
+# ============================================================================ device / precision / model
+def describe_precision(requested: str, precision: str, device: torch.device) -> str:
+    """One line saying which precision runs and why, e.g. ``bfloat16 (auto: CPU with native bf16), weights cast``."""
+    how = "" if precision == "float32" else (", autocast" if device.type == "cuda" else ", weights cast")
+    if canonical_precision(requested) != "auto":
+        return f"{precision}{how}"
+    if device.type == "cuda":
+        why = "CUDA, as the official evaluation"
+    elif precision == "bfloat16":
+        why = "CPU with native bf16"
+    else:
+        why = f"{device.type}" + (" without native bf16" if device.type == "cpu" else "")
+    return f"{precision} (auto: {why}){how}"
 
 
-def prepare_model(model: nn.Module, cfg: TrackConfig, device: torch.device) -> nn.Module:
-    """Eval mode, LoRA merged, on ``device``, weights cast for half precision off CUDA (see module doc)."""
-    from ..models.peft import has_lora
+def prepare_model(model: nn.Module, cfg: TrackConfig, device: torch.device, precision: str | None = None) -> nn.Module:
+    """Eval mode, LoRA merged, on ``device``, weights cast for half precision off CUDA (see module doc).
 
-    dtype = _DTYPES[cfg.dtype]
-    if dtype == torch.float16 and device.type == "cpu":
-        raise ValueError("dtype='float16' is not supported on CPU (no fp16 kernels); use 'bfloat16'")
+    ``precision``: a concrete name (``float32``/``bfloat16``/``float16``); default resolved from ``cfg.dtype``.
+    """
+    from ..models.peft import has_lora, merge_lora
+
+    precision = precision or resolve_precision(cfg.dtype, device)
+    dtype = PRECISIONS[precision]
     if cfg.copy_model:
         model = copy.deepcopy(model)
     model.eval()
@@ -122,12 +144,29 @@ def prepare_model(model: nn.Module, cfg: TrackConfig, device: torch.device) -> n
         if hasattr(model, "merge_lora"):
             model.merge_lora()
         else:
-            from ..models.peft import merge_lora
             merge_lora(model)
     model.to(device)
     if dtype != torch.float32 and device.type != "cuda":
         model.to(dtype)  # bf16 weights: ~1.6-2x fp32 on AVX512-BF16 CPUs, autocast only ~1.3x
     return model
+
+
+def tracker_class_for(model: nn.Module) -> type[Tracker]:
+    """The tracker class registered for ``model.cfg``'s architecture (``Arch.tracker``).
+
+    A model without a ``cfg.arch`` gets :class:`Tracker` (LoRAT's inference); an unknown architecture or a
+    registered path that is not a :class:`Tracker` subclass is an error naming it.
+    """
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or not hasattr(cfg, "arch"):
+        return Tracker
+    from ..models.registry import get_arch, import_path
+
+    path = get_arch(cfg).tracker
+    cls = import_path(path)
+    if not (isinstance(cls, type) and issubclass(cls, Tracker)):
+        raise TypeError(f"architecture {cfg.arch!r} registers tracker {path!r}, which is not a lorat Tracker subclass")
+    return cls
 
 
 # ============================================================================ input checks
@@ -165,50 +204,18 @@ def check_init_box(box_xywh: Any, width: int, height: int) -> np.ndarray:
     return xyxy
 
 
-# ============================================================================ post-processing
-def hann_window_2d(h: int, w: int, device: torch.device | str | None = None) -> torch.Tensor:
-    """``(h, w)`` float32 window ``outer(hann(h), hann(w))`` with ``periodic=False`` (official definition)."""
-    return torch.outer(torch.hann_window(h, periodic=False, dtype=torch.float32, device=device),
-                       torch.hann_window(w, periodic=False, dtype=torch.float32, device=device))
-
-
-def decode_prediction(score_map: torch.Tensor, boxes: torch.Tensor, window: torch.Tensor | None,
-                      window_penalty: float, search_size: tuple[int, int]
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pick one box per sample from the model output (spec §5.2 step 4).
-
-    Args:
-        score_map: ``(B, H, W)`` logits.
-        boxes: ``(B, H, W, 4)`` normalised xyxy boxes relative to the search crop.
-        window: ``(H, W)`` Hann window (:func:`hann_window_2d`), or None for no penalty.
-        window_penalty: ``q = p * (1 - window_penalty) + window * window_penalty``.
-        search_size: ``(W_s, H_s)`` of the search crop in pixels.
-
-    Returns:
-        ``(box (B, 4) float32 xyxy in search-crop pixels, confidence (B,) = sigmoid score at the chosen cell,
-        not penalised, index (B,) int64 flat row-major cell index)``.
-    """
-    B, H, W = score_map.shape
-    p = score_map.float().sigmoid().reshape(B, H * W)
-    q = p
-    if window is not None and window_penalty:
-        q = p * (1 - window_penalty) + window.reshape(1, H * W).to(p) * window_penalty
-    idx = q.argmax(dim=1)  # first maximum on ties, as torch.argmax documents
-    confidence = p.gather(1, idx[:, None])[:, 0]
-    chosen = boxes.float().reshape(B, H * W, 4)[torch.arange(B, device=idx.device), idx]
-    ws, hs = search_size
-    scale = torch.tensor([ws, hs, ws, hs], dtype=chosen.dtype, device=chosen.device)
-    return chosen * scale, confidence, idx
-
-
-# ============================================================================ tracker
+# ============================================================================ per-sequence state
 @dataclass
 class SequenceState:
-    """What the tracker keeps per sequence between frames."""
+    """What the tracker keeps per sequence between frames.
 
-    z: torch.Tensor
+    Subclasses either put their own per-sequence data in ``extra`` (a free dict: a template memory, a
+    carried state token, ...) or subclass this dataclass with more fields (all with defaults).
+    """
+
+    z: torch.Tensor | None
     """``(3, Hz, Wz)`` normalised template crop on the device, in the model's input dtype."""
-    z_mask: torch.Tensor
+    z_mask: torch.Tensor | None
     """``(Hz', Wz')`` int64 template foreground mask (token types 0/1) on the device."""
     pad: torch.Tensor
     """``(3,)`` float32 channel mean of frame 0 (0-255): pads every search crop of this sequence."""
@@ -216,14 +223,34 @@ class SequenceState:
     """``(4,)`` float64 xyxy last accepted box in image pixels (the crop centre for the next frame)."""
     frame: int = 0
     """Frames processed so far after the first."""
+    seq_id: Hashable = None
+    """The id the sequence was started under."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free slot for subclasses (nothing in the shared code reads it)."""
 
 
+@dataclass
+class SearchCrop:
+    """How a search crop was cut, for mapping its boxes back to the image (LoRAT's crop parameters).
+
+    ``scale``/``translation``: the *actual* (pixel-aligned) parameters :func:`lorat.data.transforms.crop_and_resize`
+    used: ``crop = image * scale + translation``. A subclass with another crop rule may return any object
+    from :meth:`Tracker.crop_search`; only its own :meth:`Tracker.decode` reads it.
+    """
+
+    scale: np.ndarray
+    translation: np.ndarray
+    image_size: tuple[int, int]
+    """``(width, height)`` of the frame (the result is clipped to it)."""
+
+
+# ============================================================================ tracker
 class Tracker:
-    """LoRAT tracker over one or many sequences (see the module docstring for the algorithm).
+    """Batched tracker over one or many sequences; LoRAT's official inference unless a subclass overrides it.
 
     Single sequence::
 
-        tracker = Tracker(model)                       # model from lorat.create_model / load_checkpoint
+        tracker = lorat.Tracker(model)                 # model from lorat.create_model / load_checkpoint
         tracker.initialize(frame0, (x, y, w, h))       # frames: (H, W, 3) uint8 RGB numpy arrays
         box_xywh, score = tracker.track(frame1)
 
@@ -233,29 +260,69 @@ class Tracker:
         results = tracker.track_many(["a", "b"], [fa1, fb1])   # [(box_xywh, score), ...]
         tracker.remove(["a"])
 
+    ``Tracker(model)`` returns an instance of the class the model's architecture registered
+    (:func:`tracker_class_for`); calling a subclass directly always gives that subclass.
+
+    **Contract for subclasses** (override only the steps that differ; the public methods, input checks,
+    batching and the frame loop stay shared). Per frame ``t >= 1``, for the batch of active sequences::
+
+        crops     = [crop_search(state, image) for each sequence]   # (x (3,Hx,Wx) float32, crop info)
+        templates = batch_templates(states)                          # e.g. (z (B,3,Hz,Wz), mask (B,Hz',Wz'))
+        outputs   = forward(templates, x (B,3,Hx,Wx), states)        # dict of batched tensors
+        boxes, scores = decode(outputs, [crop info], states)         # (B,4) xyxy image px, (B,)
+        update(state, box, score, image) for each sequence           # may ignore an invalid box
+
+    and ``new_state(image, box_xyxy, seq_id)`` at frame 0, ``release(seq_id)`` when a sequence ends.
+    A reference-frame memory (SPMTrack) lives in ``SequenceState.extra`` and is read by
+    ``batch_templates`` (several templates and masks per sequence) and written by ``update``; a carried
+    state token is stored by ``forward`` into each state and passed back on the next frame. A different
+    crop rule and head (OSTrack) override ``crop_search`` and ``decode``. Helpers for subclasses:
+    :meth:`run_model` (inference mode + the precision policy), :meth:`normalise`, :meth:`window`, and the
+    geometry attributes read from ``model.cfg``.
+
     Args:
-        model: a LoRAT-like module: ``model(z, x, z_feat_mask) -> {"score_map", "boxes"}`` with ``model.cfg``
-            giving ``template_size``, ``search_size``, ``template_area_factor``, ``search_area_factor``,
-            ``template_feat``. Prepared in place (see :func:`prepare_model`).
+        model: a module with ``model.cfg`` giving ``template_size``, ``search_size``,
+            ``template_area_factor``, ``search_area_factor`` (and ``template_feat`` for LoRAT's mask); LoRAT:
+            ``model(z, x, z_feat_mask) -> {"score_map" (B,H,W), "boxes" (B,H,W,4)}``. Prepared in place
+            (see :func:`prepare_model`).
         cfg: inference settings; default :class:`TrackConfig`.
     """
+
+    def __new__(cls, model: nn.Module | None = None, *args: Any, **kwargs: Any) -> Tracker:
+        # Called on the base class: dispatch to the architecture's registered tracker. Python then runs that
+        # class's __init__ because the returned object is an instance of Tracker.
+        if cls is Tracker and model is not None:
+            cls = tracker_class_for(model)
+        return super().__new__(cls)
 
     def __init__(self, model: nn.Module, cfg: TrackConfig | None = None) -> None:
         self.cfg = (cfg or TrackConfig()).validate()
         self.device = resolve_device(self.cfg.device)
-        self.dtype = _DTYPES[self.cfg.dtype]
-        self.model = prepare_model(model, self.cfg, self.device)
+        self.precision = resolve_precision(self.cfg.dtype, self.device)
+        """Concrete precision name in use (``float32``/``bfloat16``/``float16``)."""
+        self.dtype = PRECISIONS[self.precision]
+        self.model = prepare_model(model, self.cfg, self.device, self.precision)
         mc = self.model.cfg
         self.template_size = (int(mc.template_size), int(mc.template_size))
         self.search_size = (int(mc.search_size), int(mc.search_size))
-        self.template_feat = (int(mc.template_feat), int(mc.template_feat))
+        feat = getattr(mc, "template_feat", None)
+        self.template_feat = (int(feat), int(feat)) if feat is not None else None
         self.template_area_factor = float(mc.template_area_factor)
         self.search_area_factor = float(mc.search_area_factor)
         # Inputs are cast to the weights' dtype off CUDA; on CUDA autocast handles half precision.
         self._autocast = self.device.type == "cuda" and self.dtype != torch.float32
-        self._input_dtype = torch.float32 if self._autocast else self.dtype
+        self.input_dtype = torch.float32 if self._autocast else self.dtype
+        """dtype of the crops fed to the model."""
         self._windows: dict[tuple[int, int], torch.Tensor] = {}
         self.states: dict[Hashable, SequenceState] = {}
+        if self.cfg.verbose:
+            print(f"[lorat] {self.describe()}", file=sys.stderr)
+
+    def describe(self) -> str:
+        """One line: tracker class, device and precision (printed at construction unless ``verbose=False``)."""
+        bf16 = " native-bf16" if self.device.type == "cpu" and cpu_has_native_bf16() else ""
+        return (f"tracker {type(self).__name__} on {self.device}{bf16}: precision "
+                f"{describe_precision(self.cfg.dtype, self.precision, self.device)}")
 
     # ------------------------------------------------------------------ single sequence
     def initialize(self, image: np.ndarray, box_xywh: Sequence[float]) -> None:
@@ -276,21 +343,24 @@ class Tracker:
 
     def initialize_many(self, ids: Sequence[Hashable], images: Sequence[np.ndarray],
                         boxes_xywh: Sequence[Sequence[float]]) -> None:
-        """Start sequences ``ids`` (an id already active is restarted). No model call, as officially."""
+        """Start sequences ``ids`` (an id already active is restarted) through :meth:`new_state`."""
         if not (len(ids) == len(images) == len(boxes_xywh)):
             raise ValueError(f"initialize_many needs as many images and boxes as ids: {len(ids)} ids, "
                              f"{len(images)} images, {len(boxes_xywh)} boxes")
         _check_unique(ids)
-        new = {}
+        checked = []
         for sid, image, box in zip(ids, images, boxes_xywh):  # validate everything before changing state
             what = "image" if sid == _SINGLE else f"image of sequence {sid!r}"
             check_image(image, what)
             h, w = image.shape[:2]
             try:
-                xyxy = check_init_box(box, w, h)
+                checked.append(check_init_box(box, w, h))
             except ValueError as e:
                 raise (e if sid == _SINGLE else ValueError(f"sequence {sid!r}: {e}")) from None
-            new[sid] = self._init_state(image, xyxy)
+        new = {sid: self.new_state(image, xyxy, sid) for sid, image, xyxy in zip(ids, images, checked)}
+        for sid in new:
+            if sid in self.states:
+                self.release(sid)
         self.states.update(new)
 
     def track_many(self, ids: Sequence[Hashable], images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, float]]:
@@ -309,82 +379,117 @@ class Tracker:
         for sid, image in zip(ids, images):
             check_image(image, "image" if sid == _SINGLE else f"image of sequence {sid!r}")
         states = [self.states[sid] for sid in ids]
-        # 1-2. search crops around the last boxes, padded with each sequence's frame-0 mean
-        crops = [self._search_crop(image, st) for image, st in zip(images, states)]
-        x = torch.stack([c[0] for c in crops]).to(self.device, self._input_dtype, non_blocking=True)
-        z = torch.stack([st.z for st in states])
-        z_mask = torch.stack([st.z_mask for st in states])
-        # 3. one forward for every sequence
-        score_map, boxes = self._forward(z, x, z_mask)
-        # 4. window penalty + argmax, box in crop pixels
-        box_crop, confidence, _ = decode_prediction(score_map, boxes, self._window(score_map.shape[-2:]),
-                                                    self.cfg.window_penalty, self.search_size)
-        box_crop = box_crop.double().cpu().numpy()
-        confidence = confidence.cpu().numpy()
-        # 5-7. back to the image, clip, report, update
+        crops = [self.crop_search(st, image) for st, image in zip(states, images)]
+        x = torch.stack([c[0] for c in crops]).to(self.device, self.input_dtype, non_blocking=True)
+        outputs = self.forward(self.batch_templates(states), x, states)
+        boxes, scores = self.decode(outputs, [c[1] for c in crops], states)
         out = []
-        for i, (image, st) in enumerate(zip(images, states)):
-            h, w = image.shape[:2]
-            box = self._update(st, box_crop[i], crops[i][1], crops[i][2], w, h)
-            out.append((bx.xyxy_to_xywh(box), float(confidence[i])))
+        for st, image, box, score in zip(states, images, boxes, scores):
+            self.update(st, box, float(score), image)
+            out.append((bx.xyxy_to_xywh(np.asarray(box, dtype=np.float64)), float(score)))
         return out
 
     def remove(self, ids: Iterable[Hashable]) -> None:
-        """Forget sequences (their cached templates are freed)."""
-        for sid in ids:
-            self.states.pop(sid, None)
+        """Forget sequences (through :meth:`release`; their cached templates are freed)."""
+        for sid in list(ids):
+            if sid in self.states:
+                self.release(sid)
 
     def reset(self) -> None:
         """Forget every sequence."""
-        self.states.clear()
+        self.remove(list(self.states))
 
-    # ------------------------------------------------------------------ steps shared by all paths
-    def _normalise(self, crop: torch.Tensor) -> torch.Tensor:
-        # (3, H, W) 0-255 float32 -> /255 -> ImageNet normalisation, as the official transform
-        return T.normalize(crop.div_(255.0))
+    # ------------------------------------------------------------------ override points (LoRAT's steps)
+    def new_state(self, image: np.ndarray, box: np.ndarray, seq_id: Hashable) -> SequenceState:
+        """Frame 0: template crop of ``box`` (xyxy float64, validated), its foreground mask, the frame's mean.
 
-    def _init_state(self, image: np.ndarray, box: np.ndarray) -> SequenceState:
-        """Template crop, its foreground mask and the frame-0 mean (spec §5.1)."""
+        LoRAT runs no model here. The returned state is stored under ``seq_id``.
+        """
         pad = T.image_mean(image)
+        z, z_mask = self.crop_template(image, box, pad)
+        return SequenceState(z=z, z_mask=z_mask, pad=pad, box=np.asarray(box, dtype=np.float64), seq_id=seq_id)
+
+    def crop_template(self, image: np.ndarray, box: np.ndarray, pad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(z (3,Hz,Wz) normalised on the device, mask (Hz',Wz') int64)`` for ``box`` in ``image``.
+
+        The mask is the box mapped through the *adjusted* (actually used) crop parameters, so it sits where
+        the crop really put the target. SPMTrack-like memories call this for every new reference frame.
+        """
         scale, translation = T.siamfc_crop_params(box, self.template_area_factor, self.template_size)
         crop, scale, translation = T.crop_and_resize(image, scale, translation, self.template_size, pad_color=pad)
-        z_box = T.boxes_to_crop(box, scale, translation)  # adjusted parameters (spec §1.3)
+        z_box = T.boxes_to_crop(box, scale, translation)
         mask = T.template_foreground_mask(z_box, self.template_size, self.template_feat)
-        return SequenceState(
-            z=self._normalise(crop).to(self.device, self._input_dtype),
-            z_mask=torch.from_numpy(mask).to(self.device),
-            pad=pad,
-            box=np.asarray(box, dtype=np.float64),
-        )
+        return (self.normalise(crop).to(self.device, self.input_dtype), torch.from_numpy(mask).to(self.device))
 
-    def _search_crop(self, image: np.ndarray, st: SequenceState) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        """``(normalised crop (3, Hx, Wx), actual scale (2,), actual translation (2,))`` for the next frame."""
-        centre_box = bx.enlarge_to_min_size(st.box, self.cfg.min_box_size)  # only for cropping
+    def crop_search(self, state: SequenceState, image: np.ndarray) -> tuple[torch.Tensor, Any]:
+        """``(normalised crop (3, Hx, Wx) float32, SearchCrop)`` around ``state.box`` for this frame.
+
+        The box is enlarged to ``min_box_size`` for cropping only; padding is the sequence's frame-0 mean.
+        """
+        centre_box = bx.enlarge_to_min_size(state.box, self.cfg.min_box_size)
         scale, translation = T.siamfc_crop_params(centre_box, self.search_area_factor, self.search_size)
-        crop, scale, translation = T.crop_and_resize(image, scale, translation, self.search_size, pad_color=st.pad)
-        return self._normalise(crop), scale, translation
+        crop, scale, translation = T.crop_and_resize(image, scale, translation, self.search_size,
+                                                     pad_color=state.pad)
+        h, w = image.shape[:2]
+        return self.normalise(crop), SearchCrop(scale, translation, (w, h))
 
-    def _forward(self, z: torch.Tensor, x: torch.Tensor, z_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx = (torch.autocast(self.device.type, dtype=self.dtype) if self._autocast else contextlib.nullcontext())
+    def batch_templates(self, states: Sequence[SequenceState]) -> tuple[torch.Tensor, ...]:
+        """The template inputs of one forward: LoRAT ``(z (B,3,Hz,Wz), z_feat_mask (B,Hz',Wz'))``."""
+        return torch.stack([st.z for st in states]), torch.stack([st.z_mask for st in states])
+
+    def forward(self, templates: tuple[torch.Tensor, ...], x: torch.Tensor,
+                states: Sequence[SequenceState]) -> dict[str, torch.Tensor]:
+        """One model call for the batch: LoRAT ``model(z, x, z_feat_mask)`` -> ``score_map``, ``boxes``.
+
+        A subclass carrying a token between frames reads it from ``states`` here and stores the new one.
+        """
+        z, z_mask = templates
+        return self.run_model(z, x, z_mask)
+
+    def decode(self, outputs: dict[str, torch.Tensor], crops: Sequence[Any],
+               states: Sequence[SequenceState]) -> tuple[np.ndarray, np.ndarray]:
+        """``(boxes (B, 4) float64 xyxy in image pixels, clipped; scores (B,) float64)``.
+
+        LoRAT: Hann-window penalty + argmax (:func:`decode_prediction`), then back through each crop's
+        adjusted parameters and clipped to the image; that box is the reported result.
+        """
+        score_map, boxes = outputs["score_map"].float(), outputs["boxes"].float()  # (B, H, W), (B, H, W, 4)
+        box_crop, confidence, _ = decode_prediction(score_map, boxes, self.window(score_map.shape[-2:]),
+                                                    self.cfg.window_penalty, self.search_size)
+        box_crop = box_crop.double().cpu().numpy()
+        out = np.empty((len(crops), 4), dtype=np.float64)
+        for i, c in enumerate(crops):
+            out[i] = bx.clip_to_image(T.boxes_from_crop(box_crop[i], c.scale, c.translation), *c.image_size)
+        return out, confidence.double().cpu().numpy()
+
+    def update(self, state: SequenceState, box: np.ndarray, score: float, image: np.ndarray) -> None:
+        """Move the state to the reported ``box`` only if it is valid and overlaps the image; count the frame."""
+        h, w = image.shape[:2]
+        if bool(bx.is_valid(box)) and bool(bx.intersects_image(box, w, h)):
+            state.box = np.asarray(box, dtype=np.float64)
+        state.frame += 1
+
+    def release(self, seq_id: Hashable) -> None:
+        """Forget one sequence (a subclass frees what it holds for it, then calls this)."""
+        self.states.pop(seq_id, None)
+
+    # ------------------------------------------------------------------ helpers for subclasses
+    def run_model(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """``self.model(*args, **kwargs)`` under inference mode and the tracker's precision (autocast on CUDA)."""
+        ctx = torch.autocast(self.device.type, dtype=self.dtype) if self._autocast else contextlib.nullcontext()
         with torch.inference_mode(), ctx:
-            out = self.model(z, x, z_mask)
-        return out["score_map"].float(), out["boxes"].float()  # (B, H, W), (B, H, W, 4)
+            return self.model(*args, **kwargs)
 
-    def _window(self, hw: Sequence[int]) -> torch.Tensor:
+    def normalise(self, crop: torch.Tensor) -> torch.Tensor:
+        """``(3, H, W)`` 0-255 float32 -> ``/255`` -> ImageNet normalisation (the official transform)."""
+        return T.normalize(crop.div_(255.0))
+
+    def window(self, hw: Sequence[int]) -> torch.Tensor:
+        """Cached ``(H, W)`` Hann window (:func:`hann_window_2d`) on the device."""
         key = (int(hw[0]), int(hw[1]))
         if key not in self._windows:
             self._windows[key] = hann_window_2d(*key, device=self.device)
         return self._windows[key]
-
-    @staticmethod
-    def _update(st: SequenceState, box_crop: np.ndarray, scale: np.ndarray, translation: np.ndarray,
-                width: int, height: int) -> np.ndarray:
-        """Crop box -> image (adjusted params) -> clip; the state moves only to a valid, overlapping box."""
-        box = bx.clip_to_image(T.boxes_from_crop(box_crop, scale, translation), width, height)
-        if bool(bx.is_valid(box)) and bool(bx.intersects_image(box, width, height)):
-            st.box = box
-        st.frame += 1
-        return box
 
 
 BatchTracker = Tracker
@@ -392,7 +497,7 @@ BatchTracker = Tracker
 
 
 def _check_unique(ids: Sequence[Hashable]) -> None:
-    seen = set()
+    seen: set = set()
     dup = [sid for sid in ids if sid in seen or seen.add(sid)]
     if dup:
         raise ValueError(f"duplicate sequence ids in one call: {dup}")
