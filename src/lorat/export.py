@@ -67,7 +67,7 @@ def check_onnx(model: nn.Module, path: str | Path, batch: int = 2) -> dict[str, 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``lorat export``."""
-    from .track.video import add_model_arguments
+    from .loading import add_model_arguments
 
     p.add_argument("--output", "-o", required=True, help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=17)
@@ -78,7 +78,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     """Entry point of ``lorat export``."""
-    from .track.video import model_from_args
+    from .loading import model_from_args
 
     model, _, _ = model_from_args(args)
     path = export_onnx(model, args.output, args.opset)

@@ -15,6 +15,7 @@ reproduces the official evaluation instead (scale 1 when the file has no ``lora_
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 import warnings
@@ -301,6 +302,40 @@ def _check_arch(cfg: ModelConfig, sd: dict[str, torch.Tensor], source: str) -> N
                               f"override with {fix}")
 
 
+_RESOLUTION_IN_NAME = re.compile(r"(?<!\d)(224|378)(?!\d)")
+
+
+def geometry_line(cfg: ModelConfig) -> str:
+    """``geometry: template 112px, search 224px, grid 16`` for a config."""
+    return f"geometry: template {cfg.template_size}px, search {cfg.search_size}px, grid {cfg.search_feat}"
+
+
+def _check_geometry(cfg: ModelConfig, sd: dict[str, torch.Tensor], source: str, official: bool) -> None:
+    """Refuse a file whose position grid contradicts ``cfg``; warn when only its name does; print the geometry.
+
+    A full official file carries ``pos_embed`` (1, g*g, C): its grid ``g`` must equal the search grid. A
+    trainable-only file has no tensor that depends on the geometry (LoRA, token types and the per-token head
+    are the same at 224 and 378 px), so the released names (``LoRAT-B-224.bin``, ``...-378.bin``) are the
+    only signal: a resolution in the name that differs from the preset's search size is warned about.
+    """
+    pos = sd.get("pos_embed")
+    if pos is not None and pos.ndim == 3:
+        g = math.isqrt(int(pos.shape[1]))
+        if g * g == int(pos.shape[1]) and g != cfg.search_feat:
+            raise CheckpointError(
+                f"{source}: position grid is {g}x{g} (search {g * cfg.patch_size}px) but config {cfg.name!r} "
+                f"has search {cfg.search_size}px (grid {cfg.search_feat}); pick the preset of the file's "
+                f"resolution (e.g. a -{g * cfg.patch_size} preset)")
+    if official:
+        found = sorted({int(m) for m in _RESOLUTION_IN_NAME.findall(Path(source).name)})
+        if found and cfg.search_size not in found:
+            warnings.warn(f"{source}: the file name says {'/'.join(map(str, found))}px but preset {cfg.name!r} "
+                          f"searches at {cfg.search_size}px; the file does not record its geometry, so it loads "
+                          f"as {cfg.name!r} - pass the preset of the file's resolution if this is wrong",
+                          stacklevel=3)
+    print(f"[lorat] {Path(source).name} as {cfg.name!r}: {geometry_line(cfg)}")
+
+
 def load_lorat_state(model: nn.Module, sd: dict[str, torch.Tensor], source: str = "state dict",
                      backbone_loaded: bool = False, official_lora_scaling: bool = False) -> None:
     """Load a LoRAT state dict into ``model`` with strict semantics.
@@ -411,6 +446,7 @@ def lorat_from_checkpoint(cfg: ModelConfig, tensors: dict[str, torch.Tensor], co
     """
     from .models.registry import create_model
 
+    _check_geometry(cfg, tensors, source, official=contents == "official")
     if contents == "official":
         if "token_type_embed" not in tensors and "head.cls_mlp.layers.0.weight" not in tensors:
             detect_dinov2_layout(tensors, source)  # a backbone file: say so clearly

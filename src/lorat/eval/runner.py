@@ -14,23 +14,26 @@ complete result folder); the printed summary averages the runs, and the GOT-10k 
 
 Coordinates are those of the benchmark's files. LaSOT boxes are 1-based: as the official evaluation does,
 tracking starts from the ground-truth box shifted by -1 and the results are written shifted back by +1
-(spec §6.3); every other benchmark is used as is. Frame 0's result is the ground-truth box.
+(official LaSOT handling, ``docs/tracking.md``); every other benchmark is used as is. Frame 0's result is
+the ground-truth box.
 
 Behaviour:
 
 * **Batched**: up to ``--batch`` sequences are tracked at once, one forward per frame for all of them; a
-  finished sequence is replaced by the next one (spec §5.3). Per-frame time = batch time / batch size.
+  finished sequence is replaced by the next one, as the official batched evaluator does. Per-frame time =
+  batch time / batch size.
 * **Resumable**: a sequence whose ``<seq>.txt`` exists is skipped. Both files of a sequence are written
   atomically (temporary file + ``os.replace``, the time file first) when it finishes, so a killed run loses
   only the sequences in flight.
 * **Sharded**: under ``torchrun`` (env ``RANK``/``WORLD_SIZE``; no process group needed) rank ``r`` takes
   jobs ``r::WORLD_SIZE`` of the deterministic job list (run, then benchmark, then sequence order).
 * **Submissions** (``--submission``): ``OUT/<tracker>/<benchmark>_submission.zip`` in the servers' layouts,
-  boxes rasterised to integers (spec §6.3, §10 item 14): GOT-10k (``got10k_test``/``got10k_val``): a folder
-  per sequence with ``<seq>_00k.txt`` (``%.4f``, comma) and ``<seq>_time.txt`` (one line per frame, one
-  comma-separated column per run); TrackingNet: ``<seq>.txt`` per sequence at the zip root (``%.2f``,
-  comma; run 1). Zips are written atomically once every result of the benchmark exists (under sharding by
-  the rank that finishes last; rerunning packs them from the existing results).
+  boxes rasterised to integers (the official ``bbox_rasterize``: every touched pixel): GOT-10k
+  (``got10k_test``/``got10k_val``): a folder per sequence with ``<seq>_00k.txt`` (``%.4f``, comma) and
+  ``<seq>_time.txt`` (one line per frame, one comma-separated column per run); TrackingNet: ``<seq>.txt``
+  per sequence at the zip root (``%.2f``, comma; run 1). Zips are written atomically once every result of
+  the benchmark exists (under sharding by the rank that finishes last; rerunning packs them from the
+  existing results).
 """
 from __future__ import annotations
 
@@ -208,7 +211,8 @@ def evaluate(tracker, benchmarks: Mapping[str, Seq[Sequence]], output: str | os.
     """Track every pending sequence of this rank's shard and write its result files.
 
     Args:
-        tracker: a :class:`lorat.track.tracker.Tracker` (its ``initialize_many``/``track_many``/``remove``).
+        tracker: a :class:`lorat.track.tracker.Tracker` of any architecture (``lorat.Tracker(model)`` picks
+            it; only ``initialize_many``/``track_many``/``remove`` are used).
         benchmarks: benchmark name -> sequences (e.g. from :func:`lorat.data.datasets.load_benchmark`).
         output: results root; files go to :func:`result_dir`.
         tracker_name: folder name of this tracker's results.
@@ -392,7 +396,7 @@ def summarize(benchmarks: Mapping[str, Seq[Sequence]], output: str | os.PathLike
 # ============================================================================ CLI
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``lorat eval``."""
-    from ..track.video import add_model_arguments
+    from ..loading import add_model_arguments
 
     p.add_argument("--benchmark", nargs="+", required=True, metavar="NAME",
                    help="lasot, lasot_ext, got10k_val, got10k_test, trackingnet, tnl2k, otb100, nfs30, uav123, folder")
@@ -451,8 +455,8 @@ def load_benchmarks(names: Seq[str], roots: Mapping[str, str | None], sequences:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``lorat eval``; returns 0."""
+    from ..loading import model_from_args
     from ..track.tracker import Tracker
-    from ..track.video import model_from_args
     from .report import RULES
 
     if args.rule not in RULES:  # checked before hours of tracking, not after
@@ -468,7 +472,7 @@ def run_eval(args: argparse.Namespace) -> int:
                      world_size=world, workers=args.workers, progress=not args.quiet)
     where = Path(args.output) / name
     print(f"tracked {len(stats.done)} sequences ({stats.frames} frames, {stats.fps:.1f} fps on "
-          f"{tracker.device.type}/{track_cfg.dtype}), {len(stats.skipped)} already done; results in {where}")
+          f"{tracker.device}, precision {tracker.precision}), {len(stats.skipped)} already done; results in {where}")
     if args.submission:
         zips = write_submissions(benchmarks, args.output, name, args.repeat)
         for z in zips:

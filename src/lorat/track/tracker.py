@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import sys
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -316,7 +315,7 @@ class Tracker:
         self._windows: dict[tuple[int, int], torch.Tensor] = {}
         self.states: dict[Hashable, SequenceState] = {}
         if self.cfg.verbose:
-            print(f"[lorat] {self.describe()}", file=sys.stderr)
+            print(f"[lorat] {self.describe()}")
 
     def describe(self) -> str:
         """One line: tracker class, device and precision (printed at construction unless ``verbose=False``)."""

@@ -13,8 +13,8 @@ leaves a half-written file under the final name (on Ctrl-C the frames tracked so
 
 The Python API is :func:`open_source` (frame iterators that yield ``(H, W, 3)`` uint8 RGB arrays),
 :func:`read_image`, :func:`draw_tracking`, :class:`AtomicVideoWriter`, :func:`write_boxes` and
-:func:`track_source`. Model loading for the CLI (``--checkpoint``/``--preset``/``--pretrained``/``--set``)
-lives here too and is shared with ``lorat eval``.
+:func:`track_source`. The CLI's model options (``--checkpoint``/``--preset``/``--pretrained``/``--dtype``/``--set``)
+come from :mod:`lorat.loading`, shared with ``lorat eval`` and ``lorat export``.
 """
 from __future__ import annotations
 
@@ -24,13 +24,14 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..files import atomic_write_text
+from ..loading import add_model_arguments, model_from_args  # re-exported: the CLI's model options
 
 __all__ = ["IMAGE_EXTENSIONS", "read_image", "FrameSource", "ImageFolderSource", "VideoFileSource",
            "WebcamSource", "open_source", "draw_tracking", "AtomicVideoWriter", "atomic_write_text",
@@ -212,6 +213,12 @@ def draw_tracking(frame: np.ndarray, box_xywh: Sequence[float] | None, score: fl
     return out
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask requires setting it; restore right away
+    os.umask(mask)
+    return mask
+
+
 def _temp_path(path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
@@ -255,6 +262,7 @@ class AtomicVideoWriter:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+            os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give what open() would
             os.replace(self._tmp, self.path)
             self._tmp = None
 
@@ -378,81 +386,6 @@ def track_source(tracker, source: FrameSource, box_xywh: Sequence[float], output
     return run
 
 
-# ============================================================================ CLI: model loading
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """``--checkpoint/--preset/--pretrained/--device/--dtype/--set`` (shared by ``lorat track`` and ``eval``)."""
-    g = p.add_argument_group("model")
-    g.add_argument("--checkpoint", metavar="PATH",
-                   help="weights: a lorat checkpoint (carries its config) or an official LoRAT file "
-                        "(then also --preset and, for trainable-only files, --pretrained)")
-    g.add_argument("--preset", metavar="NAME", help="model preset (lorat models lists them); without "
-                   "--checkpoint the head is untrained (speed tests and demos only)")
-    g.add_argument("--pretrained", metavar="DINOV2",
-                   help="DINOv2 backbone file (facebookresearch, timm or Hugging Face layout)")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
-    g.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"),
-                   help="inference precision: half types use autocast on CUDA (the official evaluation "
-                        "runs fp16 autocast) and cast weights elsewhere; default float32")
-    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", nargs="+",
-                   help="override a TrackConfig field (window_penalty, min_box_size, merge_lora) or a "
-                        "ModelConfig field (e.g. depth=2 for a reduced official checkpoint)")
-
-
-def _split_overrides(items: Sequence[str]):
-    """Route ``key=value`` strings to TrackConfig or ModelConfig; returns ``(TrackConfig, typed model dict)``."""
-    from ..config import ModelConfig, apply_overrides
-    from .tracker import TrackConfig
-
-    track_keys = {f.name for f in fields(TrackConfig)}
-    model_keys = {f.name for f in fields(ModelConfig)}
-    track_items, model_items = [], []
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r} is not of the form key=value")
-        key = item.split("=", 1)[0].strip()
-        if key in ("device", "dtype"):
-            raise ValueError(f"--set {key}=... : use --{key} instead")
-        if key in track_keys:
-            track_items.append(item)
-        elif key in model_keys:
-            model_items.append(item)
-        else:
-            raise ValueError(f"--set {item!r}: unknown key {key!r}; TrackConfig fields: "
-                             f"{', '.join(sorted(track_keys))}; ModelConfig fields: {', '.join(sorted(model_keys))}")
-    track_cfg = apply_overrides(TrackConfig(), track_items)
-    base = ModelConfig()
-    typed = apply_overrides(base, model_items)
-    model_overrides = {it.split("=", 1)[0].strip(): getattr(typed, it.split("=", 1)[0].strip()) for it in model_items}
-    return track_cfg, model_overrides
-
-
-def model_from_args(args: argparse.Namespace):
-    """Build ``(model, TrackConfig, default tracker name)`` from the :func:`add_model_arguments` options."""
-    from dataclasses import replace
-
-    from ..hub import load_checkpoint
-    from ..models.registry import create_model
-
-    overrides = [item for group in (args.overrides or []) for item in (group if isinstance(group, list) else [group])]
-    track_cfg, model_overrides = _split_overrides(overrides)
-    track_cfg = replace(track_cfg, device=args.device, dtype=args.dtype).validate()
-    for opt in ("checkpoint", "pretrained"):
-        value = getattr(args, opt)
-        if value is not None and not Path(value).is_file():
-            raise FileNotFoundError(f"--{opt} file not found: {value}")
-    if args.checkpoint:
-        model = load_checkpoint(args.checkpoint, name=args.preset, pretrained=args.pretrained, **model_overrides)
-        name = Path(args.checkpoint).stem
-    elif args.preset:
-        warnings.warn(f"no --checkpoint: {args.preset} has an untrained head, its boxes are meaningless "
-                      "(fine for speed tests and demos)", stacklevel=2)
-        model = create_model(args.preset, pretrained=args.pretrained, **model_overrides)
-        name = args.preset
-    else:
-        raise ValueError("give --checkpoint PATH (and --preset NAME for an official file) or --preset NAME")
-    return model, track_cfg, name
-
-
 # ============================================================================ CLI: lorat track
 def add_track_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``lorat track``."""
@@ -478,5 +411,5 @@ def run_track(args: argparse.Namespace) -> int:
                        max_frames=args.max_frames, progress=not args.quiet)
     files = ", ".join(str(p) for p in run.files.values())
     print(f"tracked {len(run.boxes)} frames of {source.name} at {run.fps:.1f} fps "
-          f"({tracker.device.type}, {track_cfg.dtype}); wrote {files}")
+          f"({tracker.device}, precision {tracker.precision}); wrote {files}")
     return 0
