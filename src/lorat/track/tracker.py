@@ -62,7 +62,7 @@ from torch import nn
 
 from .. import boxes as bx
 from ..data import transforms as T
-from ..device import PRECISIONS, canonical_precision, cpu_has_native_bf16, resolve_device, resolve_precision
+from ..device import PRECISIONS, canonical_precision, resolve_device, resolve_precision
 from .decode import decode_prediction, hann_window_2d
 
 __all__ = ["TrackConfig", "Tracker", "BatchTracker", "SequenceState", "SearchCrop", "hann_window_2d",
@@ -123,7 +123,7 @@ def describe_precision(requested: str, precision: str, device: torch.device) -> 
     elif precision == "bfloat16":
         why = "CPU with native bf16"
     else:
-        why = f"{device.type}" + (" without native bf16" if device.type == "cpu" else "")
+        why = "CPU without native bf16" if device.type == "cpu" else device.type.upper()
     return f"{precision} (auto: {why}){how}"
 
 
@@ -319,8 +319,7 @@ class Tracker:
 
     def describe(self) -> str:
         """One line: tracker class, device and precision (printed at construction unless ``verbose=False``)."""
-        bf16 = " native-bf16" if self.device.type == "cpu" and cpu_has_native_bf16() else ""
-        return (f"tracker {type(self).__name__} on {self.device}{bf16}: precision "
+        return (f"tracker {type(self).__name__} on {self.device}: precision "
                 f"{describe_precision(self.cfg.dtype, self.precision, self.device)}")
 
     # ------------------------------------------------------------------ single sequence
