@@ -70,7 +70,8 @@ def test_huggingface_round_trip_and_function(ffn):
 def test_official_fixture_backbone_is_facebook_layout():
     tensors, _ = read_state_file(OFFICIAL / "dinov2_vits14_synth_depth2_pretrain.safetensors")
     assert detect_dinov2_layout(tensors) == "facebook"
-    assert all(v.dtype == torch.float32 for v in load_dinov2(OFFICIAL / "dinov2_vits14_synth_depth2_pretrain.safetensors").values())
+    loaded = load_dinov2(OFFICIAL / "dinov2_vits14_synth_depth2_pretrain.safetensors")
+    assert all(v.dtype == torch.float32 for v in loaded.values())
 
 
 def test_unknown_layout_names_closest_and_keys():
@@ -194,4 +195,47 @@ def test_backbone_passed_as_checkpoint_is_explained(tmp_path):
 
 def test_backbone_with_wrong_depth_is_explained():
     with pytest.raises(ValueError, match="has 2 blocks but the model has depth=3.*depth=2"):
-        lorat.create_model("lorat-s-224", depth=3, pretrained=OFFICIAL / "dinov2_vits14_synth_depth2_pretrain.safetensors")
+        lorat.create_model("lorat-s-224", depth=3,
+                           pretrained=OFFICIAL / "dinov2_vits14_synth_depth2_pretrain.safetensors")
+
+
+# ------------------------------------------------------------------------------ geometry of official files
+def _fixture_checkpoint():
+    from conftest import fixture_file, fixture_model_kwargs, official_manifest
+
+    fx = official_manifest()["fixtures"]["A_lorat"]
+    return fixture_file(fx, "checkpoint"), fixture_file(fx, "pretrained"), fixture_model_kwargs(fx)
+
+
+def test_official_file_named_for_another_resolution_warns_and_prints_geometry(tmp_path, capsys):
+    import shutil
+
+    ckpt, pre, kw = _fixture_checkpoint()  # a trainable-only 224 px file: no tensor reveals the grid
+    named = tmp_path / "LoRAT-S-378.bin"
+    shutil.copyfile(ckpt, named)
+    over = kw["overrides"]
+    with pytest.warns(UserWarning, match=r"name says 378px but preset 'lorat-s-224' searches at 224px"):
+        load_checkpoint(named, name=kw["name"], pretrained=pre, **over)
+    assert "geometry: template 112px, search 224px, grid 16" in capsys.readouterr().out
+    # the reverse: a -224 name loaded under the 378 geometry
+    back = tmp_path / "LoRAT-S-224.bin"
+    shutil.copyfile(ckpt, back)
+    with pytest.warns(UserWarning, match=r"name says 224px but preset 'lorat-s-378' searches at 378px"):
+        load_checkpoint(back, name="lorat-s-378", pretrained=pre, depth=over["depth"], lora_r=over["lora_r"])
+    assert "geometry: template 196px, search 378px, grid 27" in capsys.readouterr().out
+    # a name that agrees gives no warning
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_checkpoint(back, name=kw["name"], pretrained=pre, **over)
+
+
+def test_full_official_file_with_another_grid_is_refused(tmp_path, tiny_cfg):
+    model = lorat.create_model(tiny_cfg)  # search 56 px: a 4x4 grid
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    sd["pos_embed"] = torch.zeros(1, 36, tiny_cfg.embed_dim)  # a 6x6 grid: 84 px
+    path = tmp_path / "full.bin"
+    save_file(sd, str(path))
+    with pytest.raises(CheckpointError, match=r"position grid is 6x6 \(search 84px\).*search 56px \(grid 4\)"):
+        load_checkpoint(path, name=tiny_cfg, pretrained=None)

@@ -1,6 +1,8 @@
 """``lorat track``: frame sources, drawing, atomic outputs, and the CLI end to end on tiny synthetic media."""
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -203,3 +205,26 @@ def test_draw_tracking_draws_box_without_touching_input():
     assert (edge[:, 1] > 200).all() and (edge[:, 0] < 60).all()
     assert out[40:, :].sum() == 0  # nothing below the box
     assert draw_tracking(frame, (np.nan, 0, 1, 1), None).sum() == 0  # nothing to draw
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_outputs_respect_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        with AtomicVideoWriter(tmp_path / "v.mp4", 5) as w:
+            w.write(_frame(0))
+        write_boxes(tmp_path / "b.txt", [[1, 2, 3, 4]])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "v.mp4").stat().st_mode) == mode  # as open() would create it
+    assert stat.S_IMODE((tmp_path / "b.txt").stat().st_mode) == mode
+
+
+def test_track_prints_precision_and_accepts_aliases(folder, checkpoint, tmp_path, capsys):
+    assert main(_track_args(folder, checkpoint, tmp_path / "o", "--no-video", "--max-frames", "3",
+                            "--dtype", "fp32")) == 0
+    out = capsys.readouterr().out
+    assert "precision float32" in out and "geometry: template 28px, search 56px, grid 4" in out
+    with pytest.raises(SystemExit):
+        main(_track_args(folder, checkpoint, tmp_path / "o", "--dtype", "float64"))
+    assert "float64" in capsys.readouterr().err
