@@ -22,7 +22,8 @@ def test_all_variants_and_resolutions_are_registered():
 def test_preset_official_sizes(name):
     cfg = get_preset(name)
     v, r = name.split("-")[1], int(name.split("-")[2])
-    assert (cfg.embed_dim, cfg.depth, cfg.num_heads) == tuple(VIT_VARIANTS[v][k] for k in ("embed_dim", "depth", "num_heads"))
+    want = tuple(VIT_VARIANTS[v][k] for k in ("embed_dim", "depth", "num_heads"))
+    assert (cfg.embed_dim, cfg.depth, cfg.num_heads) == want
     assert cfg.drop_path == {"s": 0.0, "b": 0.0, "l": 0.1, "g": 0.4}[v]
     assert (cfg.template_size, cfg.search_size) == ((112, 224) if r == 224 else (196, 378))
     assert (cfg.template_feat, cfg.search_feat) == ((8, 16) if r == 224 else (14, 27))
@@ -55,8 +56,8 @@ def test_reduced_preset_forward_backward(name, peft):
     cfg = get_preset(name)
     # Keep the variant's block type (MLP / SwiGLU) and geometry ratios, shrink width and depth.
     small = replace(cfg, embed_dim=48, num_heads=4, depth=2, lora_r=4,
-                    template_size=28 if cfg.search_size == 224 else 42, search_size=56 if cfg.search_size == 224 else 84,
-                    peft=peft)
+                    template_size=28 if cfg.search_size == 224 else 42,
+                    search_size=56 if cfg.search_size == 224 else 84, peft=peft)
     torch.manual_seed(0)
     model = lorat.create_model(small).train()
     B, hz, hx = 2, small.template_feat, small.search_feat
