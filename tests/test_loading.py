@@ -79,3 +79,11 @@ def test_eval_and_export_accept_the_same_options():
     for cmd in (["eval", "--benchmark", "got10k_val", "--output", "o"], ["export", "--output", "m.onnx"]):
         args = p.parse_args([*cmd, "--preset", "lorat-b-224", "--dtype", "bf16", "--set", "depth=1"])
         assert args.dtype == "bfloat16" and args.preset == "lorat-b-224"
+
+
+def test_models_lists_presets_of_every_architecture(ext_arch, capsys):
+    from lorat.cli import main
+
+    assert main(["models", "ext-"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("ext-tiny") and "arch=exttest" in line and "search=56" in line

@@ -33,14 +33,19 @@ def add_models_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    """Print every preset with its size and geometry."""
+    """Print every preset (of every registered architecture) with its size and geometry."""
     from .models.registry import get_preset, list_models
+
+    def field(c, key: str, label: str | None = None) -> str:  # architectures need not share every field
+        v = getattr(c, key, None)
+        return "" if v is None else f" {label or key}={v:g}" if isinstance(v, float) else f" {label or key}={v}"
 
     for name in list_models(args.pattern):
         c = get_preset(name)
-        print(f"{name:14s} dim={c.embed_dim:<5d} depth={c.depth:<3d} heads={c.num_heads:<3d} "
-              f"template={c.template_size} search={c.search_size} area={c.search_area_factor:g} "
-              f"drop_path={c.drop_path:g} lora r={c.lora_r} alpha={c.lora_alpha:g}")
+        print(f"{name:14s} arch={c.arch}" + "".join(field(c, k, lab) for k, lab in (
+            ("embed_dim", "dim"), ("depth", None), ("num_heads", "heads"), ("template_size", "template"),
+            ("search_size", "search"), ("search_area_factor", "area"), ("drop_path", None),
+            ("lora_r", "lora_r"), ("lora_alpha", "alpha"))))
     return 0
 
 
