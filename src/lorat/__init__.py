@@ -6,7 +6,8 @@ Public API::
     lorat.list_models()                                   # preset names
     model = lorat.create_model("lorat-b-224", pretrained="dinov2_vitb14_pretrain.pth")
     model = lorat.load_checkpoint("LoRAT-B-224.bin", name="lorat-b-224", pretrained="dinov2_vitb14_pretrain.pth")
-    tracker = lorat.Tracker(model)                        # initialize(image, box) / track(image)
+    tracker = lorat.Tracker(model)                        # the architecture's tracker; initialize / track
+    tracker = lorat.Tracker(model, lorat.TrackConfig(dtype="float32"))  # precision: auto (default) | ...
 """
 __version__ = "0.1.0"
 
