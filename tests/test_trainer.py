@@ -33,7 +33,8 @@ def _cfg(root: Path, out: Path, **kw) -> TrainConfig:
     base = TrainConfig(model="lorat-s-224", datasets=("got10k_train",),
                        dataset_roots=(f"got10k_train={root}", f"got10k_val={root}"), val_dataset="got10k_val",
                        val_samples=8, epochs=2, samples_per_epoch=32, batch_size=8, num_workers=0, device="cpu",
-                       output_dir=str(out), warmup_epochs=0.5, lr=1e-3, log_every=1, checkpoint_every=1)
+                       output_dir=str(out), warmup_epochs=0.5, lr=1e-3, log_every=1, checkpoint_every=1,
+                       amp="float32")  # pinned: amp=auto would pick bf16 on CPUs that have it
     return replace(base, **kw)
 
 
@@ -127,7 +128,7 @@ def test_tracker_evaluation_after_training(synth_root, tmp_path):
 def test_bad_config_errors(synth_root, tmp_path):
     with pytest.raises(ValueError, match="samples_per_epoch=4 is smaller than batch_size=8"):
         train(_cfg(synth_root, tmp_path / "x", samples_per_epoch=4), TINY)
-    with pytest.raises(ValueError, match="amp=fp16 needs a GPU"):
+    with pytest.raises(ValueError, match="amp=fp16: precision float16 is not supported on CPU"):
         train(_cfg(synth_root, tmp_path / "y", amp="fp16"), TINY)
     with pytest.raises(FileNotFoundError, match="no state.pt"):
         train(_cfg(synth_root, tmp_path / "z"), TINY, resume=tmp_path)
@@ -140,12 +141,13 @@ def test_cli_train_with_overrides(synth_root, tmp_path, capsys):
     args = ["train", "--preset", "lorat-s-224", "--output", str(out),
             "--set", "datasets=got10k_train", "--set", f"dataset_roots=got10k_train={synth_root}",
             "--set", "val_dataset=none", "--set", "epochs=1", "--set", "samples_per_epoch=16",
-            "--set", "batch_size=8", "--set", "num_workers=0", "--set", "device=cpu"]
+            "--set", "batch_size=8", "--set", "num_workers=0", "--set", "device=cpu", "--set", "amp=fp32"]
     args += [f"--model-set={kv}" for kv in ("embed_dim=32", "depth=2", "num_heads=2", "template_size=28",
                                             "search_size=56", "lora_r=4", "pretrain_img_size=56")]
     assert main(args) == 0
     saved = json.loads((out / "train_config.json").read_text())
-    assert saved["epochs"] == 1 and saved["datasets"] == ["got10k_train"]
+    assert saved["train"]["epochs"] == 1 and saved["train"]["datasets"] == ["got10k_train"]
+    assert saved["model"]["lora_r"] == 4 and saved["model"]["embed_dim"] == 32
     assert lorat.load_checkpoint(out / "model_final.safetensors").cfg.lora_r == 4
     assert main(["train", "--set", "epochs=x"]) == 1
     assert "bad value for TrainConfig.epochs: 'x'" in capsys.readouterr().err
