@@ -41,8 +41,7 @@ from ..config import TrainConfig
 from ..device import resolve_device, resolve_precision
 from ..files import atomic_write_text
 from ..models.registry import create_model, get_arch, get_preset, import_path, resolve_config
-from .checkpoint import (checkpoint_record, latest_checkpoint, load_training_checkpoint,
-                         save_training_checkpoint)
+from .checkpoint import checkpoint_record, latest_checkpoint, load_training_checkpoint, save_training_checkpoint
 from .optim import Schedule, param_groups
 from .record import METRICS_FILE, RECORD_FILE, TrainRecord, check_resume, truncate_metrics
 from .task import StepContext, Task
