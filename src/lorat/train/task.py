@@ -108,15 +108,16 @@ class Task:
         return self
 
     # ---------------------------------------------------------------- after training
-    def tracker(self, model: nn.Module, device: torch.device | str = "cpu"):
-        """The tracker that evaluates ``model`` after training (the architecture's registered tracker).
-
-        It works on a copy of the model, so the trained model stays as it is.
+    def tracker(self, model: nn.Module, device: torch.device | str | None = None):
+        """The tracker that evaluates ``model`` after training (the architecture's registered tracker), on
+        ``device`` (default: the model's). It works on a copy of the model: the trained model stays as it is.
         """
         from ..models.registry import get_arch, import_path
         from ..track.tracker import TrackConfig
 
         cls = import_path(get_arch(self.model_cfg).tracker)
+        if device is None:
+            device = next(model.parameters()).device
         return cls(model, TrackConfig(device=str(device), copy_model=True))
 
 

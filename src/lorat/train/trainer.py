@@ -25,7 +25,7 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -332,8 +332,10 @@ def setup(cfg: TrainConfig, model_overrides: dict | None, resume, model_cfg: Any
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    model_cfg = resolve_config(model_cfg if model_cfg is not None else get_preset(cfg.model),
-                               **(model_overrides or {}))
+    overrides = dict(model_overrides or {})
+    new_name = overrides.pop("name", None)  # resolve_config's first parameter is also called name
+    model_cfg = resolve_config(model_cfg if model_cfg is not None else get_preset(cfg.model), **overrides)
+    model_cfg = replace(model_cfg, name=new_name) if new_name is not None else model_cfg
     model = _build_model(cfg, model_cfg, device)
     record = TrainRecord(cfg, model.cfg)
     if ckpt is not None:  # refuse changed settings before any state is touched
