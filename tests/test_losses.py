@@ -96,7 +96,8 @@ def _ddp_worker(rank: int, tmp: str) -> None:
 
 def test_num_positives_is_averaged_across_ranks(tmp_path):
     mp.spawn(_ddp_worker, args=(str(tmp_path),), nprocs=2, join=True)
-    (p0, n0, bce0, sum0), (p1, n1, bce1, sum1) = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    (p0, n0, bce0, sum0), (p1, n1, bce1, sum1) = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
+                                                  for r in (0, 1))
     assert p0 != p1
     assert n0 == n1 == pytest.approx((p0 + p1) / 2)
     assert bce0 == pytest.approx(sum0 / n0, rel=1e-6) and bce1 == pytest.approx(sum1 / n1, rel=1e-6)

@@ -1,12 +1,14 @@
-"""Parameter groups and the LR schedule follow the official recipe (spec section 4.6)."""
+"""Parameter groups and the LR schedule follow the official recipe (no-decay rules, layer decay, warm-up +
+cosine with the official per-group semantics)."""
 from __future__ import annotations
 
 import math
 
 import pytest
+import torch
 
 import lorat
-from lorat.train.optim import layer_id, lr_at, param_groups
+from lorat.train.optim import Schedule, layer_id, lr_at, param_groups
 
 
 def _groups_by_name(model, **kw):
@@ -55,3 +57,44 @@ def test_lr_schedule_warmup_prefix_cosine():
     assert mid == pytest.approx(1e-6 + 0.5 * (1e-4 - 1e-6))
     lrs = [lr_at(s, 1e-4, total, warm) for s in range(warm, total, 997)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def test_layer_decay_groups_keep_absolute_warmup_start_and_floor(tiny_cfg):
+    model = lorat.create_model(tiny_cfg, peft="full")
+    groups = param_groups(model, 0.1, layer_decay=0.7)
+    scales = sorted({g["lr_scale"] for g in groups})
+    assert len(scales) == tiny_cfg.depth + 2  # patch_embed, each block, the rest
+    opt = torch.optim.AdamW([{k: v for k, v in g.items() if k != "names"} for g in groups], lr=1e-4)
+    total, warm = 1000, 100
+    sched = Schedule(1e-4, total, warm, warmup_lr=1e-7, min_lr=1e-6)
+    assert sched.apply(opt, 0) == 1e-7
+    assert all(g["lr"] == 1e-7 for g in opt.param_groups)  # warm-up starts at the same absolute value
+    sched.apply(opt, warm)
+    for g in opt.param_groups:  # the peak is each group's own lr
+        assert g["lr"] == pytest.approx(1e-4 * g["lr_scale"])
+    sched.apply(opt, warm + total)
+    assert all(g["lr"] == 1e-6 for g in opt.param_groups)  # the floor is absolute too
+    mid = warm + total // 2
+    sched.apply(opt, mid)
+    for g in opt.param_groups:
+        assert g["lr"] == pytest.approx(1e-6 + 0.5 * (1e-4 * g["lr_scale"] - 1e-6))
+    sched.apply(opt, warm // 2)
+    for g in opt.param_groups:
+        assert g["lr"] == pytest.approx(1e-7 + 0.5 * (1e-4 * g["lr_scale"] - 1e-7))
+
+
+def test_trainer_sets_layer_decay_group_lrs_from_the_schedule(tmp_path):
+    from lorat.train.checkpoint import latest_checkpoint
+    from lorat.train.trainer import train
+    from train_helpers import TINY, make_synth_root, small_cfg
+
+    root = make_synth_root(tmp_path / "synth")
+    cfg = small_cfg(root, tmp_path / "run", layer_decay=0.7, val_dataset=None, warmup_epochs=0.5)
+    train(cfg, dict(TINY, peft="full"), stop_after_steps=3)
+    state = torch.load(latest_checkpoint(tmp_path / "run") / "state.pt", weights_only=True)
+    groups = state["optimizer"]["param_groups"]
+    assert len({g["lr_scale"] for g in groups}) > 2
+    # the third update ran at the schedule's lr of step 1 (official lag): half-way through the 2-step warm-up,
+    # from the absolute warmup_lr to each group's own peak (not warmup_lr * lr_scale)
+    for g in groups:
+        assert g["lr"] == pytest.approx(1e-7 + 0.5 * (1e-3 * g["lr_scale"] - 1e-7), rel=1e-12)

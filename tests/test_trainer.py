@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,38 +11,17 @@ import torch
 import torch.multiprocessing as mp
 
 import lorat
-from lorat.config import TrainConfig
-from lorat.data.synthetic import SyntheticConfig, make_synthetic_benchmark
 from lorat.hub import read_state_file
 from lorat.train.trainer import RankBatches, latest_checkpoint, train
-
-TINY = dict(embed_dim=32, depth=2, num_heads=2, template_size=28, search_size=56, lora_r=4, lora_alpha=8.0,
-            pretrain_img_size=56, drop_path=0.1)
+from train_helpers import TINY, losses, make_synth_root, small_cfg, weights
 
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    make_synthetic_benchmark(root, SyntheticConfig(num_train=6, num_val=2, frames_per_sequence=12, image_size=(96, 72)),
-                             progress=False)
-    return root
+    return make_synth_root(tmp_path_factory.mktemp("synth"))
 
 
-def _cfg(root: Path, out: Path, **kw) -> TrainConfig:
-    base = TrainConfig(model="lorat-s-224", datasets=("got10k_train",),
-                       dataset_roots=(f"got10k_train={root}", f"got10k_val={root}"), val_dataset="got10k_val",
-                       val_samples=8, epochs=2, samples_per_epoch=32, batch_size=8, num_workers=0, device="cpu",
-                       output_dir=str(out), warmup_epochs=0.5, lr=1e-3, log_every=1, checkpoint_every=1)
-    return replace(base, **kw)
-
-
-def _losses(out: Path) -> dict[int, float]:
-    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in recs if "loss" in r}
-
-
-def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return read_state_file(path)[0]
+_cfg, _losses, _weights = small_cfg, losses, weights
 
 
 def test_rank_batches_cover_each_global_batch_once():
@@ -68,7 +46,8 @@ def test_resume_reproduces_an_uninterrupted_run(synth_root, tmp_path):
     done = train(_cfg(synth_root, tmp_path / "resumed"), dict(TINY, peft="lora"), resume=True)
     assert done["status"] == "finished" and done["step"] == 8
     assert _losses(tmp_path / "resumed") == _losses(tmp_path / "clean")
-    a, b = _weights(tmp_path / "clean" / "model_final.safetensors"), _weights(tmp_path / "resumed" / "model_final.safetensors")
+    a = _weights(tmp_path / "clean" / "model_final.safetensors")
+    b = _weights(tmp_path / "resumed" / "model_final.safetensors")
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -94,8 +73,8 @@ def _ddp_worker(rank: int, world: int, port: int, root: str, out: str, result: d
 
 
 def test_ddp_two_gloo_processes_equal_one_process(synth_root, tmp_path):
-    single = train(_cfg(synth_root, tmp_path / "single", epochs=1, samples_per_epoch=24, val_samples=0, val_dataset=None),
-                   dict(TINY, drop_path=0.0, peft="full"))
+    single = train(_cfg(synth_root, tmp_path / "single", epochs=1, samples_per_epoch=24, val_samples=0,
+                        val_dataset=None), dict(TINY, drop_path=0.0, peft="full"))
     assert single["step"] == 3
     manager = mp.Manager()
     result = manager.dict()
@@ -127,7 +106,7 @@ def test_tracker_evaluation_after_training(synth_root, tmp_path):
 def test_bad_config_errors(synth_root, tmp_path):
     with pytest.raises(ValueError, match="samples_per_epoch=4 is smaller than batch_size=8"):
         train(_cfg(synth_root, tmp_path / "x", samples_per_epoch=4), TINY)
-    with pytest.raises(ValueError, match="amp=fp16 needs a GPU"):
+    with pytest.raises(ValueError, match="amp=fp16: precision float16 is not supported on CPU"):
         train(_cfg(synth_root, tmp_path / "y", amp="fp16"), TINY)
     with pytest.raises(FileNotFoundError, match="no state.pt"):
         train(_cfg(synth_root, tmp_path / "z"), TINY, resume=tmp_path)
@@ -140,12 +119,13 @@ def test_cli_train_with_overrides(synth_root, tmp_path, capsys):
     args = ["train", "--preset", "lorat-s-224", "--output", str(out),
             "--set", "datasets=got10k_train", "--set", f"dataset_roots=got10k_train={synth_root}",
             "--set", "val_dataset=none", "--set", "epochs=1", "--set", "samples_per_epoch=16",
-            "--set", "batch_size=8", "--set", "num_workers=0", "--set", "device=cpu"]
+            "--set", "batch_size=8", "--set", "num_workers=0", "--set", "device=cpu", "--set", "amp=fp32"]
     args += [f"--model-set={kv}" for kv in ("embed_dim=32", "depth=2", "num_heads=2", "template_size=28",
                                             "search_size=56", "lora_r=4", "pretrain_img_size=56")]
     assert main(args) == 0
     saved = json.loads((out / "train_config.json").read_text())
-    assert saved["epochs"] == 1 and saved["datasets"] == ["got10k_train"]
+    assert saved["train"]["epochs"] == 1 and saved["train"]["datasets"] == ["got10k_train"]
+    assert saved["model"]["lora_r"] == 4 and saved["model"]["embed_dim"] == 32
     assert lorat.load_checkpoint(out / "model_final.safetensors").cfg.lora_r == 4
     assert main(["train", "--set", "epochs=x"]) == 1
     assert "bad value for TrainConfig.epochs: 'x'" in capsys.readouterr().err

@@ -120,7 +120,9 @@ class TrainConfig:
     min_lr: float = 1e-6
     layer_decay: float | None = None  # full fine-tuning: 0.7 (S/B), 0.8 (L), 0.9 (g)
     clip_grad: float = 1.0
-    amp: str = "auto"  # auto (fp16 on CUDA, off on CPU) | fp16 | bf16 | none
+    # autocast precision: auto (float16 on CUDA, bfloat16 on CPUs with native bf16, else float32) | float32 |
+    # bfloat16 | float16 (aliases fp32/none, bf16, fp16); float16 also enables the GradScaler
+    amp: str = "auto"
     compile: bool = False
     max_pair_gap: int = 100
     num_workers: int = 4
@@ -132,7 +134,43 @@ class TrainConfig:
     keep_checkpoints: int = 5
     log_every: int = 10  # steps
     max_steps: int | None = None  # stop early after this many optimizer steps (smoke runs, tests)
-    eval_benchmarks: tuple[str, ...] = ()  # tracker evaluation after the last epoch
+    # tracker evaluation after the last epoch; empty (`--set eval_benchmarks=`) for none. Names and roots are
+    # checked before training starts.
+    eval_benchmarks: tuple[str, ...] = ()
+    teacher: str | None = None  # frozen teacher checkpoint for distillation tasks (unused by LoRAT)
+
+    def roots(self) -> dict[str, str]:
+        """``dataset_roots`` as ``{name: path}`` (a clear error names a malformed entry)."""
+        out = {}
+        for item in self.dataset_roots:
+            name, sep, path = item.partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise ValueError(f"TrainConfig.dataset_roots entry {item!r} is not of the form name=path")
+            out[name.strip()] = path.strip()
+        return out
+
+    def validate(self) -> TrainConfig:
+        """Raise ValueError naming the field when the recipe is inconsistent (checked before any work)."""
+        from .device import canonical_precision
+
+        try:
+            canonical_precision(self.amp)
+        except ValueError as e:
+            raise ValueError(f"TrainConfig.amp: {e}") from None
+        for f in ("epochs", "samples_per_epoch", "batch_size", "grad_accum", "log_every", "val_every"):
+            if getattr(self, f) < 1:
+                raise ValueError(f"TrainConfig.{f}={getattr(self, f)} must be >= 1")
+        if self.samples_per_epoch < self.batch_size:
+            raise ValueError(f"samples_per_epoch={self.samples_per_epoch} is smaller than "
+                             f"batch_size={self.batch_size}")
+        if self.dataset_weights and len(self.dataset_weights) != len(self.datasets):
+            raise ValueError(f"TrainConfig.dataset_weights has {len(self.dataset_weights)} values for "
+                             f"{len(self.datasets)} datasets")
+        if any(not name or name.strip("[]() ") != name for name in self.eval_benchmarks):
+            raise ValueError(f"TrainConfig.eval_benchmarks={list(self.eval_benchmarks)} has a malformed name; "
+                             "use e.g. eval_benchmarks=lasot,got10k_val, or eval_benchmarks= for none")
+        self.roots()
+        return self
 
 
 def _lorat_preset(variant: str, res: int) -> ModelConfig:
@@ -153,9 +191,14 @@ def _coerce(value: str, typ: Any) -> Any:
         if low not in ("1", "0", "true", "false", "yes", "no"):
             raise ValueError(f"expected a boolean, got {value!r}")
         return low in ("1", "true", "yes")
-    if origin is tuple:
+    if origin is tuple:  # "a,b" or "[a, b]"; "", "[]", "()" and "none" are the empty tuple
         elem = (typing.get_args(typ) or (str,))[0]
-        return tuple(_coerce(v.strip(), elem) for v in value.split(",") if v.strip())
+        value = value.strip()
+        if value[:1] + value[-1:] in ("[]", "()"):
+            value = value[1:-1]
+        if value.lower() in ("none", "null"):
+            return ()
+        return tuple(_coerce(v.strip().strip("'\""), elem) for v in value.split(",") if v.strip())
     if typ in (int, float, str):
         return typ(value)
     if origin in (typing.Union, types.UnionType):

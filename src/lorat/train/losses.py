@@ -1,4 +1,9 @@
-"""LoRAT training loss: IoU-aware BCE over the score map plus GIoU on the positive cells (spec §3)."""
+"""LoRAT training loss: IoU-aware BCE over the score map plus GIoU on the positive cells.
+
+This is the official ``box_with_score_map`` criterion of LoRAT (see ``docs/DESIGN.md``, "Training"): the
+classification target of a positive cell is the IoU of its predicted box with the ground truth, every other
+cell's is 0; both terms are normalised by the number of positive cells averaged over ranks.
+"""
 from __future__ import annotations
 
 import torch

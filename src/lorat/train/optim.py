@@ -11,11 +11,16 @@ Layer-wise lr decay (full fine-tuning baseline): block i of L gets ``lr * rho**(
 Schedule (timm ``CosineLRScheduler`` with ``warmup_prefix=True``, stepped per iteration): linear warm-up
 from ``warmup_lr`` over ``warmup_steps``, then a cosine from ``lr`` to ``min_lr`` over the *full*
 ``total_steps`` counted after the warm-up (so it never quite reaches ``min_lr``).
+
+With layer decay each group's schedule runs to and from its *own* peak ``lr * lr_scale``, while the warm-up
+start ``warmup_lr`` and the floor ``min_lr`` are the same absolute values for every group: timm's scheduler
+keeps one ``base_value`` per group (the group's initial lr) but a single ``warmup_lr_init`` and ``lr_min``.
 """
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -77,3 +82,24 @@ def lr_at(step: int, lr: float, total_steps: int, warmup_steps: int, warmup_lr: 
     if t >= total_steps:
         return min_lr
     return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * t / total_steps))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The per-iteration schedule of a run; :meth:`apply` sets every parameter group's lr."""
+
+    lr: float
+    total_steps: int
+    warmup_steps: int
+    warmup_lr: float = 1e-7
+    min_lr: float = 1e-6
+
+    def at(self, step: int, scale: float = 1.0) -> float:
+        """lr after ``step`` updates of a group whose peak is ``lr * scale`` (warm-up start and floor absolute)."""
+        return lr_at(step, self.lr * scale, self.total_steps, self.warmup_steps, self.warmup_lr, self.min_lr)
+
+    def apply(self, optimizer, step: int) -> float:
+        """Set ``group["lr"]`` of every group (from its ``lr_scale``) for ``step``; returns the base lr."""
+        for g in optimizer.param_groups:
+            g["lr"] = self.at(step, g.get("lr_scale", 1.0))
+        return self.at(step)
