@@ -10,13 +10,17 @@ Two kinds of PyTorch files reach OSTrack:
   ``net`` entry is the model state dict, next to objects of the training code (``settings``, ...).
 
 ``torch.load(weights_only=True)`` refuses the second kind because of those objects. :func:`read_torch_weights`
-then reloads the file with the same ``weights_only`` unpickler, after mapping every *foreign* global it
-names to an inert placeholder class (it stores what the pickle hands it and runs nothing), and keeps only
-the tensor dict. No code from the file is imported or executed.
+then reloads the file through a restricted unpickler that resolves only the globals a tensor needs
+(``torch._utils._rebuild_tensor_v2``, ``_rebuild_parameter``, ``OrderedDict``, ``torch.Size``) and maps
+every other global to an inert placeholder class (it stores what the pickle hands it and runs nothing);
+only the tensor dict is kept. No code named by the file is imported or executed.
 """
 from __future__ import annotations
 
+import collections
+import pickle
 import re
+import types
 from pathlib import Path
 
 import torch
@@ -48,28 +52,48 @@ def _inert_for(name: str) -> type:
     return type(f"Inert[{name}]", (_Inert,), {"__module__": __name__})
 
 
+# Globals a state dict needs; everything else in the pickle becomes an inert placeholder.
+_ALLOWED = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch", "Size"): torch.Size,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only :data:`_ALLOWED` globals (tensor rebuilding); every other global, whatever its module,
+    is replaced by a fresh :class:`_Inert` subclass, so nothing named by the file is imported or run."""
+
+    def find_class(self, module: str, name: str):
+        obj = _ALLOWED.get((module, name))
+        return obj if obj is not None else _inert_for(f"{module}.{name}")
+
+
+_restricted_pickle = types.ModuleType("lorat_restricted_pickle")
+_restricted_pickle.Unpickler = _RestrictedUnpickler
+_restricted_pickle.load = lambda f, **kw: _RestrictedUnpickler(f, **kw).load()
+_restricted_pickle.__name__ = "lorat_restricted_pickle"
+
+
+def _first_line(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+
+
 def _load(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as first:  # weights_only raises UnpicklingError for foreign globals
+    except pickle.UnpicklingError as first:  # foreign globals (e.g. the training settings object)
         try:
-            names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-        except Exception:
-            names = []
-        if not names:
-            raise WeightsFileError(f"{path}: cannot be read with torch.load(weights_only=True) "
-                                   f"({type(first).__name__}: {str(first).splitlines()[0] if str(first) else ''})"
-                                   ) from None
-        inert = [(_inert_for(n), n) for n in names]
-        try:
-            with torch.serialization.safe_globals(inert):
-                return torch.load(path, map_location="cpu", weights_only=True)
+            # weights_only=False only hands the restricted unpickler to torch: its find_class decides
+            return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_restricted_pickle)
         except Exception as e:
             raise WeightsFileError(
-                f"{path}: cannot be read safely even with its {len(names)} foreign globals made inert "
-                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); convert it once in the "
-                "training environment: torch.save(torch.load(f)['net'], 'net.pth') or save it as "
-                "safetensors") from None
+                f"{path}: cannot be read safely ({_first_line(first)}; restricted reader: {_first_line(e)}); "
+                "convert it once where it was made: torch.save(torch.load(f)['net'], 'net.pth') or save the "
+                "state dict as safetensors") from None
+    except Exception as e:
+        raise WeightsFileError(f"{path}: cannot be read as a PyTorch weights file ({_first_line(e)})") from None
 
 
 def read_torch_weights(path: str | Path) -> StateDict:
@@ -86,7 +110,7 @@ def read_torch_weights(path: str | Path) -> StateDict:
         keys = sorted(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
         raise WeightsFileError(f"{path}: holds no state dict (a dict of tensors, possibly under 'net' or "
                                f"'model'); found {keys}")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    return {k.removeprefix("module."): v.detach() for k, v in obj.items()}
 
 
 def read_weights(path: str | Path) -> StateDict:
