@@ -93,7 +93,7 @@ def tol(kind: str) -> float:
 
 
 def assert_loss(value: torch.Tensor | float, ref: torch.Tensor, name: str) -> None:
-    v, r = float(value), float(ref)
+    v, r = float(torch.as_tensor(value).detach()), float(ref)
     assert abs(v - r) <= 1e-6 * max(1.0, abs(r)), f"{name}: {v} vs reference {r}"
 
 
