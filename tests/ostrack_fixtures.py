@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -32,7 +32,7 @@ def ids() -> list[str]:
     return [d.name for d in fixture_dirs()]
 
 
-@lru_cache(maxsize=None)
+@cache
 def manifest(d: Path) -> dict:
     return json.loads((d / "manifest.json").read_text())
 
@@ -44,10 +44,11 @@ def file_with_role(d: Path, role: str) -> Path:
     raise KeyError(f"{d}: manifest has no file with role {role!r}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def tensors(d: Path, role: str) -> dict[str, torch.Tensor]:
     """A fixture file's tensors, float16 storage upcast to float32 (lossless)."""
-    return {k: (v.float() if v.dtype == torch.float16 else v) for k, v in load_file(str(file_with_role(d, role))).items()}
+    raw = load_file(str(file_with_role(d, role)))
+    return {k: (v.float() if v.dtype == torch.float16 else v) for k, v in raw.items()}
 
 
 def arch_overrides(d: Path) -> dict:

@@ -5,11 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from ostrack_fixtures import (assert_close, assert_grad, assert_loss, build_student, build_teacher, fixture_dirs,
-                              ids, tensors, tol)
 
-from lorat.train.distill import (LoReTrackLossConfig, disc_kd, distill_kl, loretrack_loss, qkv_kd, resize_to,
-                                 split_qkv)
+from lorat.train.distill import LoReTrackLossConfig, disc_kd, distill_kl, loretrack_loss, qkv_kd, resize_to, split_qkv
+from ostrack_fixtures import (
+    assert_close,
+    assert_grad,
+    assert_loss,
+    build_student,
+    build_teacher,
+    fixture_dirs,
+    ids,
+    tensors,
+    tol,
+)
 
 DIRS = fixture_dirs()
 

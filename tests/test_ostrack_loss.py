@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ostrack_fixtures import (assert_close, assert_grad, assert_loss, build_student, fixture_dirs, ids, manifest,
-                              tensors)
 
-from lorat.train.ostrack_loss import (OSTrackLossConfig, focal_loss, gaussian_radius, generalized_box_iou,
-                                      generate_heatmap, ostrack_loss)
+from lorat.train.ostrack_loss import (
+    OSTrackLossConfig,
+    focal_loss,
+    gaussian_radius,
+    generalized_box_iou,
+    generate_heatmap,
+    ostrack_loss,
+)
+from ostrack_fixtures import assert_close, assert_grad, assert_loss, build_student, fixture_dirs, ids, manifest, tensors
 
 DIRS = fixture_dirs()
 

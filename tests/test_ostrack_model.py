@@ -1,15 +1,28 @@
 """OSTrack model against the official fixtures (set A), weight loading and bad-input errors."""
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
-from ostrack_fixtures import (assert_close, build_student, build_teacher, file_with_role, fixture_dirs, ids,
-                              manifest, student_overrides, teacher_overrides, tensors, tol)
 
 import lorat
 from lorat.models.mae import WeightsFileError, read_mae, read_torch_weights
 from lorat.models.ostrack import OSTrackConfig, claims_ostrack, load_ostrack_checkpoint
 from lorat.models.registry import get_arch, get_preset, list_models
+from ostrack_fixtures import (
+    assert_close,
+    build_student,
+    build_teacher,
+    file_with_role,
+    fixture_dirs,
+    ids,
+    manifest,
+    student_overrides,
+    teacher_overrides,
+    tensors,
+    tol,
+)
 
 DIRS = fixture_dirs()
 MAPS = ("score_map", "size_map", "offset_map")
@@ -108,7 +121,7 @@ def test_official_pth_tar_with_foreign_objects(d, tmp_path, monkeypatch):
     net = tensors(d, "teacher_checkpoint")
     path = tmp_path / "OSTrack_ep0300.pth.tar"
     _official_like_pth(path, net, Settings)
-    with pytest.raises(Exception):
+    with pytest.raises(pickle.UnpicklingError):
         torch.load(path, weights_only=True)  # what the official file does to a plain safe load
     sd = read_torch_weights(path)
     assert not (tmp_path / "pwned.txt").exists()

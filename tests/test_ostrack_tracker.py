@@ -6,11 +6,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from ostrack_fixtures import build_student, fixture_dirs, ids, manifest, tensors
 
 import lorat
-from lorat.track.ostrack import (OSTrackTracker, box_to_pixels, clip_box, decode, hann2d, map_box_back,
-                                 sample_target)
+from lorat.track.ostrack import OSTrackTracker, box_to_pixels, clip_box, decode, hann2d, map_box_back, sample_target
+from ostrack_fixtures import build_student, fixture_dirs, ids, manifest, tensors
 
 DIRS = fixture_dirs()
 PX = 1e-3
