@@ -171,5 +171,69 @@ def loretrack_loss(student: nn.Module, teacher: nn.Module, teacher_template: tor
     return total, terms
 
 
+# --------------------------------------------------------------------------- LoRAT students (patch 14)
+def lorat_kd_forward(model: nn.Module, z: torch.Tensor, x: torch.Tensor, z_mask: torch.Tensor
+                     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Run a LoRAT model and capture what the KD terms need, without changing the model.
+
+    Returns ``(out, qkv, feat)``: the model's output dict, the last block's qkv projection output
+    (B, N, 3C) (q | k | v columns, with bias and the LoRA update: the fused Linear, or the split q/k/v
+    LoRA linears concatenated) and the final-norm search features (B, C, g, g), which are the head's input.
+    """
+    captured: dict[str, torch.Tensor] = {}
+    h1 = model.blocks[-1].attn.qkv.register_forward_hook(lambda m, i, o: captured.__setitem__("qkv", o))
+    h2 = model.norm.register_forward_hook(lambda m, i, o: captured.__setitem__("norm", o))
+    try:
+        out = model(z, x, z_mask)
+    finally:
+        h1.remove()
+        h2.remove()
+    g = model.cfg.search_feat
+    tokens = captured["norm"][:, -g * g:]
+    feat = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], g, g)
+    return out, captured["qkv"], feat
+
+
+def lorat_distill_loss(student: nn.Module, teacher: nn.Module, teacher_template: torch.Tensor,
+                       teacher_search: torch.Tensor, teacher_z_mask: torch.Tensor, student_z_mask: torch.Tensor,
+                       targets: dict[str, torch.Tensor], cfg: LoReTrackLossConfig | None = None
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """LoReTrack's QKV-KD and Disc-KD on a LoRAT (DINOv2, patch 14) teacher/student pair.
+
+    The student inputs are the teacher crops resized to the student sizes (as in :func:`loretrack_loss`);
+    ``teacher_z_mask`` / ``student_z_mask`` are the template foreground masks on each template grid
+    (B, h, w) int64; ``targets`` are LoRAT training targets on the **student** grid (see
+    :func:`lorat.train.losses.lorat_loss`). ``total = lorat task loss + disc_weight * disc + qkv_weight * qkv``.
+    The task weights of ``cfg.task`` do not apply (LoRAT's BCE + GIoU weights are 1 / 1). ``tau`` = 0.2 was
+    calibrated on OSTrack's final norm; for DINOv2's frozen final norm choose it from the logged coverage.
+
+    Returns ``(total, terms)``: ``bce``, ``giou``, ``task``, ``qkv``, ``qkv_q/k/v``, ``disc``,
+    ``disc_alpha_term``, ``disc_beta_term``, ``disc_coverage``, ``disc_mask``, ``student_out``.
+    """
+    from .losses import lorat_loss
+
+    cfg = (cfg or LoReTrackLossConfig()).validate()
+    scfg = student.cfg
+    was_training = teacher.training
+    teacher.eval()
+    with torch.no_grad():
+        _, t_qkv, t_feat = lorat_kd_forward(teacher, teacher_template, teacher_search, teacher_z_mask)
+    teacher.train(was_training)
+    z = resize_to(teacher_template, scfg.template_size, cfg.antialias)
+    x = resize_to(teacher_search, scfg.search_size, cfg.antialias)
+    s_out, s_qkv, s_feat = lorat_kd_forward(student, z, x, student_z_mask)
+    task, tt = lorat_loss(s_out["score_map"], s_out["boxes"], targets)
+    t_grid, s_grid = tuple(t_feat.shape[-2:]), tuple(s_feat.shape[-2:])
+    qkv, qparts = qkv_kd(split_qkv(s_qkv, s_grid[0] * s_grid[1], s_grid),
+                         split_qkv(t_qkv, t_grid[0] * t_grid[1], t_grid), cfg)
+    disc, dparts = disc_kd(s_feat, t_feat, cfg)
+    total = task + cfg.disc_weight * disc + cfg.qkv_weight * qkv
+    terms = {"bce": tt["bce"], "giou": tt["giou"], "task": task, "qkv": qkv, "qkv_q": qparts["q"],
+             "qkv_k": qparts["k"], "qkv_v": qparts["v"], "disc": disc, "disc_alpha_term": dparts["alpha_term"],
+             "disc_beta_term": dparts["beta_term"], "disc_coverage": dparts["coverage"],
+             "disc_mask": dparts["mask"], "student_out": s_out}
+    return total, terms
+
+
 __all__ = ["LoReTrackLossConfig", "loretrack_loss", "distill_kl", "qkv_kd", "disc_kd", "disc_energy",
-           "split_qkv", "resize_to", "upsample_to"]
+           "split_qkv", "resize_to", "upsample_to", "lorat_kd_forward", "lorat_distill_loss"]
