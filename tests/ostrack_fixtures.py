@@ -53,8 +53,10 @@ def tensors(d: Path, role: str) -> dict[str, torch.Tensor]:
 
 def arch_overrides(d: Path) -> dict:
     m = manifest(d)["model"]
-    return dict(embed_dim=m["embed_dim"], depth=m["depth"], num_heads=m["num_heads"],
-                head_channels=m["head_channels"], mlp_ratio=m["mlp_hidden"] / m["embed_dim"], drop_path=0.0)
+    c = m["embed_dim"]
+    return dict(embed_dim=c, depth=m["depth"], num_heads=m.get("num_heads", c // m.get("head_dim", 64)),
+                head_channels=m["head_channels"], mlp_ratio=m.get("mlp_hidden", 4 * c) / c,
+                patch_size=m.get("patch", 16), drop_path=0.0)
 
 
 def student_overrides(d: Path) -> dict:
