@@ -73,11 +73,18 @@ def teacher_overrides(d: Path) -> dict:
     return dict(template_size=t["template_px"], search_size=t["search_px"], **arch_overrides(d))
 
 
-def build_student(d: Path):
-    """The fixture student: MAE file through ``create_model``, then the stored CENTER head."""
+def build_student(d: Path, geometry: str = "student"):
+    """The fixture student: MAE file through ``create_model``, then the stored CENTER head.
+
+    ``geometry="tracker"`` uses the tracker's template / search sizes (the same network in the official set).
+    """
     import lorat
 
-    model = lorat.create_model("loretrack-b-256", pretrained=file_with_role(d, "pretrained"), **student_overrides(d))
+    ov = student_overrides(d)
+    if geometry == "tracker":
+        t = manifest(d)["geometry"]["tracker"]
+        ov.update(template_size=t["template_size"], search_size=t["search_size"])
+    model = lorat.create_model("loretrack-b-256", pretrained=file_with_role(d, "pretrained"), **ov)
     head = {k.removeprefix("box_head."): v for k, v in tensors(d, "student_head").items()}
     model.box_head.load_state_dict(head, strict=True)
     return model

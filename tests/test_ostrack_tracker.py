@@ -79,7 +79,7 @@ def test_full_tracker_step(d):
     assert np.array_equal(z, C["full.template_crop"].numpy()) and zr == C["full.template_resize_factor"].item()
     x, xr = sample_target(f1, init, g["search_factor"], g["search_size"])
     assert np.array_equal(x, C["full.search_crop"].numpy()) and xr == C["full.search_resize_factor"].item()
-    model = build_student(d)
+    model = build_student(d, geometry="tracker")
     tracker = OSTrackTracker(model, lorat.TrackConfig(device="cpu"))
     assert not model.training
     tracker.initialize(f0, init)
