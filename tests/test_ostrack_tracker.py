@@ -1,0 +1,109 @@
+"""OSTrack tracker decode (set C): Hann window, windowed argmax, map back, clip, and one full tracker step."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import lorat
+from lorat.track.ostrack import OSTrackTracker, box_to_pixels, clip_box, decode, hann2d, map_box_back, sample_target
+from ostrack_fixtures import build_student, fixture_dirs, ids, manifest, tensors
+
+DIRS = fixture_dirs()
+PX = 1e-3
+
+
+def _geom(d):
+    return manifest(d)["geometry"]["tracker"]
+
+
+def _cases(C):
+    return sorted({k.split(".")[0] for k in C if k.startswith("case")})
+
+
+@pytest.mark.parametrize("d", DIRS, ids=ids())
+def test_hann_window_exact(d):
+    C = tensors(d, "decode")
+    feat = _geom(d)["search_size"] // 16
+    assert torch.equal(hann2d(feat, feat), C["hann_window"])
+
+
+@pytest.mark.parametrize("d", DIRS, ids=ids())
+def test_decode_cases(d):
+    C, g = tensors(d, "decode"), _geom(d)
+    S, feat = g["search_size"], g["search_size"] // 16
+    cases = _cases(C)
+    assert cases
+    for c in cases:
+        p = c + "."
+        prev = C[p + "prev_state_xywh"].tolist()
+        H, W = C[p + "frame_hw"].tolist()
+        rf = S / math.ceil(math.sqrt(prev[2] * prev[3]) * g["search_factor"])
+        assert rf == C[p + "resize_factor"].item(), c
+        boxes, idx, _ = decode(C[p + "score_map"], C[p + "size_map"], C[p + "offset_map"], hann2d(feat, feat))
+        assert torch.equal(hann2d(feat, feat) * C[p + "score_map"], C[p + "response"])
+        assert idx.item() == C[p + "argmax_windowed"].item(), c
+        assert C[p + "score_map"].flatten().argmax().item() == C[p + "argmax_raw"].item()
+        assert (boxes - C[p + "box_crop_cxcywh"]).abs().max() <= 2e-5, c
+        px = box_to_pixels(boxes[0], S, rf)
+        np.testing.assert_allclose(px, C[p + "pred_box_px"].numpy(), atol=PX, rtol=0)
+        mapped = map_box_back(px, prev, S, rf)
+        np.testing.assert_allclose(mapped, C[p + "mapped_xywh"].numpy(), atol=PX, rtol=0)
+        final = clip_box(mapped, H, W, margin=10)
+        np.testing.assert_allclose(final, C[p + "final_state_xywh"].numpy(), atol=PX, rtol=0)
+
+
+def test_clip_box_takes_x2_before_clipping():
+    # x1 < 0: x2 = x1 + w is computed first, so the width shrinks by the clipped part
+    assert clip_box([-5.0, -3.0, 20.0, 4.0], 100, 100, margin=10) == [0, 0, 15.0, 10]
+    assert clip_box([95.0, 50.0, 20.0, 20.0], 100, 100, margin=10) == [90, 50.0, 10, 20.0]
+
+
+def test_sample_target_padding_rule():
+    img = np.full((20, 30, 3), 200, np.uint8)
+    crop, rf = sample_target(img, [25.0, 15.0, 4.0, 4.0], 2.0, 16)  # crop 8 px, x2 = 31 > W
+    assert crop.shape == (16, 16, 3) and rf == 2.0
+    assert crop[:, -1].max() == 0 and crop[0, 0].max() == 200  # zero padding on the right/bottom
+    with pytest.raises(ValueError, match="too small"):
+        sample_target(img, [1.0, 1.0, 0.0, 0.0], 2.0, 16)
+
+
+@pytest.mark.parametrize("d", DIRS, ids=ids())
+def test_full_tracker_step(d):
+    C, g = tensors(d, "decode"), _geom(d)
+    f0, f1 = C["full.frame0"].numpy(), C["full.frame1"].numpy()
+    init = C["full.init_bbox_xywh"].tolist()
+    z, zr = sample_target(f0, init, g["template_factor"], g["template_size"])
+    assert np.array_equal(z, C["full.template_crop"].numpy()) and zr == C["full.template_resize_factor"].item()
+    x, xr = sample_target(f1, init, g["search_factor"], g["search_size"])
+    assert np.array_equal(x, C["full.search_crop"].numpy()) and xr == C["full.search_resize_factor"].item()
+    model = build_student(d, geometry="tracker")
+    tracker = OSTrackTracker(model, lorat.TrackConfig(device="cpu"))
+    assert not model.training
+    tracker.initialize(f0, init)
+    box, score = tracker.track(f1)
+    assert box.dtype == np.float64 and box.shape == (4,)
+    np.testing.assert_allclose(box, C["full.final_state_xywh"].numpy(), atol=PX, rtol=0)
+    assert 0 < score < 1
+    # the same step for two sequences in one forward (either argument order)
+    tracker.initialize_many(["a", "b"], [f0, f0], [init, init])
+    res = tracker.track_many([f1, f1], ["a", "b"])
+    for b, _ in res:
+        np.testing.assert_allclose(b, C["full.final_state_xywh"].numpy(), atol=PX, rtol=0)
+
+
+def test_tracker_errors():
+    model = lorat.create_model("loretrack-b-96", embed_dim=32, depth=1, num_heads=2, head_channels=16)
+    tr = OSTrackTracker(model, lorat.TrackConfig(device="cpu"))
+    img = np.zeros((50, 60, 3), np.uint8)
+    with pytest.raises(ValueError, match="initialize"):
+        tr.track(img)
+    with pytest.raises(ValueError, match="size"):
+        tr.initialize(img, [5, 5, 0, 4])
+    with pytest.raises(ValueError, match="uint8"):
+        tr.initialize(img.astype(np.float32), [5, 5, 4, 4])
+    tr.initialize(img, [5, 5, 10, 12])
+    box, score = tr.track(img)
+    assert np.isfinite(box).all() and box[2] >= 10 and box[3] >= 10
