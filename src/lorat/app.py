@@ -23,7 +23,7 @@ HTTP API (JSON unless noted; errors are ``{"error": message}`` with status 400/4
 * ``GET /api/info`` -> models (demo, checkpoints, presets), devices, precisions, limits;
 * ``POST /api/sources`` multipart ``file`` (one video) or ``files`` (+ ``folder``: an image folder), or JSON
   ``{"path": ...}`` -> ``{"id", "name", "num_frames", "width", "height", "fps"}``;
-* ``GET /api/sources/<id>/frames/<k>`` -> JPEG of frame ``k``;
+* ``GET /api/sources/<id>/frames/<k>`` -> PNG of frame ``k``;
 * ``POST /api/jobs`` ``{"source", "start_frame", "boxes": [[x, y, w, h], ...], "checkpoint", "preset",
   "device", "precision"}`` -> job;
 * ``GET /api/jobs/<id>`` -> ``{"state": running|done|cancelled|error, "done", "total", "fps", "files", ...}``;
@@ -530,8 +530,9 @@ def create_app(state: AppState):
             rgb = read_frame(source, index)
         except (ValueError, IndexError) as e:
             return fail(str(e))
-        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
-        return app.response_class(jpg.tobytes(), mimetype="image/jpeg", headers={"Cache-Control": "no-store"})
+        # PNG: lossless, so the box is drawn on exactly the pixels tracking sees (level 1: fast to encode)
+        ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        return app.response_class(png.tobytes(), mimetype="image/png", headers={"Cache-Control": "no-store"})
 
     @app.post("/api/jobs")
     def start_job():
