@@ -7,6 +7,7 @@ the reason) only when Chromium or its driver is not installed; `.ci/run` install
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -137,6 +138,26 @@ def test_clear_errors_for_bad_input(client, assets, tmp_path):
     assert r.status_code == 400 and "start frame" in r.get_json()["error"]
 
 
+def test_image_folder_upload_and_server_path(client, assets, tmp_path):
+    c, _ = client
+    frames = list(lorat.track.video.open_source(assets["video"]))[:5]
+    files = []
+    for k, f in enumerate(frames):
+        ok, png = cv2.imencode(".png", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+        files.append((io.BytesIO(png.tobytes()), f"{k + 1}.png"))
+    files.append((io.BytesIO(b"not an image"), "notes.txt"))  # ignored, like lorat track does
+    r = c.post("/api/sources", data={"folder": "walk", "files": files}, content_type="multipart/form-data")
+    src = r.get_json()
+    assert r.status_code == 200 and (src["name"], src["num_frames"], src["width"]) == ("walk", 5, W), src
+    r = c.post("/api/sources", data={"folder": "empty", "files": [(io.BytesIO(b"x"), "a.txt")]},
+               content_type="multipart/form-data")
+    assert r.status_code == 400 and "no images" in r.get_json()["error"]
+    r = c.post("/api/sources", json={"path": str(assets["video"])})
+    assert r.status_code == 200 and r.get_json()["name"] == "clip"
+    r = c.post("/api/sources", json={"path": str(tmp_path / "missing.mp4")})
+    assert r.status_code == 400 and "missing.mp4" in r.get_json()["error"]
+
+
 def test_frames_are_the_pixels_tracking_sees(client, assets):
     c, _ = client
     src = upload(c, assets["video"]).get_json()
@@ -257,85 +278,114 @@ def _lorat_track(video: Path, box: list[float], ckpt: Path, out: Path) -> None:
                     "--quiet"], check=True, env=env, capture_output=True)
 
 
-def test_page_end_to_end_in_headless_chromium(assets, tmp_path):
+@pytest.fixture()
+def chrome(tmp_path):
+    """Headless system Chromium driven by Selenium; downloads go to ``tmp_path/downloads``."""
     chromium, driver_path = _browser_or_skip()
     from selenium import webdriver
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,1300",
+                "--autoplay-policy=no-user-gesture-required",
+                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):  # a synthetic webcam
+        options.add_argument(arg)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    browser = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
+    browser.downloads = downloads
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+def test_page_end_to_end_in_headless_chromium(assets, tmp_path, chrome):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.select import Select
     from selenium.webdriver.support.ui import WebDriverWait
 
     shots = os.environ.get("LORAT_APP_SCREENSHOTS")  # folder: also save the README screenshots
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,1500",
-                "--autoplay-policy=no-user-gesture-required"):
-        options.add_argument(arg)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
+    browser, downloads = chrome, chrome.downloads
     cfg = AppConfig(port=0, workdir=tmp_path / "work", checkpoints=[assets["ckpt"]],
                     demo_checkpoint=tmp_path / "demo_out" / "lora_B" / "model_final.safetensors")
     with serve(cfg) as server:
-        browser = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
-        try:
-            wait = WebDriverWait(browser, 120)
-            browser.get(server.url)
-            wait.until(lambda b: len(Select(b.find_element(By.ID, "model-select")).options) > 0)
-            browser.find_element(By.ID, "video-file").send_keys(str(assets["video"]))
-            canvas = browser.find_element(By.ID, "frame-canvas")
-            wait.until(lambda b: canvas.get_attribute("data-frame") == "0")
-            assert "clip: 160x120, 24 frames" in browser.find_element(By.ID, "source-info").text
+        wait = WebDriverWait(browser, 120)
+        browser.get(server.url)
+        wait.until(lambda b: len(Select(b.find_element(By.ID, "model-select")).options) > 0)
+        notes = tmp_path / "notes.mp4"
+        notes.write_text("not a video\n" * 50)
+        error = browser.find_element(By.ID, "error")
+        browser.find_element(By.ID, "video-file").send_keys(str(notes))
+        wait.until(lambda b: error.is_displayed())
+        assert "notes.mp4 is not a video" in error.text
 
-            # drag a box around the square of frame 0 (canvas CSS pixels -> frame pixels)
-            rect = browser.execute_script("const r = arguments[0].getBoundingClientRect();"
-                                          "return [r.width, r.height];", canvas)
-            sx, sy = rect[0] / W, rect[1] / H
-            x, y, w, h = assets["truth"][0]
-            ActionChains(browser).move_to_element_with_offset(
-                canvas, int((x - W / 2) * sx), int((y - H / 2) * sy)).click_and_hold().move_by_offset(
-                int(w * sx), int(h * sy)).release().perform()
-            targets = browser.find_elements(By.CSS_SELECTOR, "#targets li")
-            assert len(targets) == 1 and targets[0].text.startswith("target 1:")
+        browser.find_element(By.ID, "video-file").send_keys(str(assets["video"]))
+        canvas = browser.find_element(By.ID, "frame-canvas")
+        wait.until(lambda b: canvas.get_attribute("data-frame") == "0")
+        assert not error.is_displayed()
+        assert "clip: 160x120, 24 frames" in browser.find_element(By.ID, "source-info").text
+        # scrub to frame 9 and back to 0 (the slider fetches the frame from the server)
+        for k in (9, 0):
+            browser.execute_script("const s = document.getElementById('frame-slider'); s.value = arguments[0];"
+                                   "s.dispatchEvent(new Event('change'));", k)
+            wait.until(lambda b, k=k: canvas.get_attribute("data-frame") == str(k))
 
-            Select(browser.find_element(By.ID, "model-select")).select_by_visible_text("checkpoint tiny.safetensors")
-            Select(browser.find_element(By.ID, "device-select")).select_by_value("cpu")
-            Select(browser.find_element(By.ID, "precision-select")).select_by_value("float32")
-            if shots:
-                Path(shots).mkdir(parents=True, exist_ok=True)
-                browser.save_screenshot(str(Path(shots) / "app_draw.png"))
-            browser.find_element(By.ID, "start").click()
-            status = browser.find_element(By.ID, "status")
-            wait.until(lambda b: status.get_attribute("data-state") in ("done", "error"))
-            assert status.get_attribute("data-state") == "done", browser.find_element(By.ID, "error").text
-            assert f"{FRAMES} / {FRAMES} frames" in status.text and "fps" in status.text
+        # tracking without a box: the page shows the server's error
+        browser.find_element(By.ID, "start").click()
+        wait.until(lambda b: error.is_displayed())
+        assert "no target" in error.text
 
-            # the annotated video plays in the page
-            video = browser.find_element(By.ID, "result-video")
-            wait.until(lambda b: b.execute_script("return arguments[0].readyState >= 2", video))
-            vw, vh, duration = browser.execute_script(
-                "const v = arguments[0]; return [v.videoWidth, v.videoHeight, v.duration];", video)
-            assert (vw, vh) == (W, H) and duration > 0
-            if shots:
-                browser.execute_script("arguments[0].pause(); arguments[0].currentTime = arguments[0].duration * 0.8;",
-                                       video)
-                time.sleep(0.5)
-                browser.save_screenshot(str(Path(shots) / "app_result.png"))
+        # drag a box around the square of frame 0 (canvas CSS pixels -> frame pixels)
+        rect = browser.execute_script("const r = arguments[0].getBoundingClientRect();"
+                                      "return [r.width, r.height];", canvas)
+        sx, sy = rect[0] / W, rect[1] / H
+        x, y, w, h = assets["truth"][0]
+        ActionChains(browser).move_to_element_with_offset(
+            canvas, int((x - W / 2) * sx), int((y - H / 2) * sy)).click_and_hold().move_by_offset(
+            int(w * sx), int(h * sy)).release().perform()
+        targets = browser.find_elements(By.CSS_SELECTOR, "#targets li")
+        assert len(targets) == 1 and targets[0].text.startswith("target 1:")
 
-            # download the boxes by clicking their link
-            link = browser.find_element(By.CSS_SELECTOR, "#downloads a[data-role=boxes1]")
-            assert link.text == "clip_boxes.txt"
-            link.click()
-            target = downloads / "clip_boxes.txt"
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and not target.is_file():
-                time.sleep(0.1)
-            assert target.is_file(), f"download did not arrive in {downloads}: {list(downloads.iterdir())}"
-            jid = next(iter(server.state.jobs))
-            used_box = server.state.jobs[jid].boxes[0]
-        finally:
-            browser.quit()
+        Select(browser.find_element(By.ID, "model-select")).select_by_visible_text("checkpoint tiny.safetensors")
+        Select(browser.find_element(By.ID, "device-select")).select_by_value("cpu")
+        Select(browser.find_element(By.ID, "precision-select")).select_by_value("float32")
+        if shots:
+            Path(shots).mkdir(parents=True, exist_ok=True)
+            browser.save_screenshot(str(Path(shots) / "app_draw.png"))
+        browser.find_element(By.ID, "start").click()
+        status = browser.find_element(By.ID, "status")
+        wait.until(lambda b: status.get_attribute("data-state") in ("done", "error"))
+        assert status.get_attribute("data-state") == "done", browser.find_element(By.ID, "error").text
+        assert f"{FRAMES} / {FRAMES} frames" in status.text and "fps" in status.text
+
+        # the annotated video plays in the page
+        video = browser.find_element(By.ID, "result-video")
+        wait.until(lambda b: b.execute_script("return arguments[0].readyState >= 2", video))
+        vw, vh, duration = browser.execute_script(
+            "const v = arguments[0]; return [v.videoWidth, v.videoHeight, v.duration];", video)
+        assert (vw, vh) == (W, H) and duration > 0
+        if shots:
+            browser.execute_script("arguments[0].pause(); arguments[0].currentTime = arguments[0].duration * 0.8;",
+                                   video)
+            browser.execute_script("document.getElementById('model-panel').scrollIntoView()")
+            time.sleep(0.5)
+            browser.save_screenshot(str(Path(shots) / "app_result.png"))
+
+        # download the boxes by clicking their link
+        link = browser.find_element(By.CSS_SELECTOR, "#downloads a[data-role=boxes1]")
+        assert link.text == "clip_boxes.txt"
+        link.click()
+        target = downloads / "clip_boxes.txt"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not target.is_file():
+            time.sleep(0.1)
+        assert target.is_file(), f"download did not arrive in {downloads}: {list(downloads.iterdir())}"
+        jid = next(iter(server.state.jobs))
+        used_box = server.state.jobs[jid].boxes[0]
 
     assert used_box == pytest.approx(assets["truth"][0], abs=1.5)  # the drawn box, to a CSS pixel
     reference = tmp_path / "cli"
@@ -346,3 +396,26 @@ def test_page_end_to_end_in_headless_chromium(assets, tmp_path):
     job_files = job.files
     assert json.dumps(sorted(job_files.values())) == json.dumps(sorted(
         ["clip_tracked.mp4", "clip_tracked.webm", "clip_boxes.txt", "clip_scores.txt"]))
+
+
+def test_webcam_clip_recorded_in_the_page_becomes_the_video(tmp_path, chrome):
+    """Record from Chromium's synthetic camera (MediaRecorder WebM), upload, scrub and draw on it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with serve(AppConfig(port=0, workdir=tmp_path / "work")) as server:
+        chrome.get(server.url)
+        wait = WebDriverWait(chrome, 60)
+        button = chrome.find_element(By.ID, "webcam-button")
+        wait.until(lambda b: b.find_element(By.ID, "model-select").get_attribute("length") not in (None, "0"))
+        button.click()
+        wait.until(lambda b: button.text == "Stop recording")
+        time.sleep(1.5)  # the clip's length, not a timing assertion
+        button.click()
+        info = chrome.find_element(By.ID, "source-info")
+        wait.until(lambda b: info.text.startswith("webcam:"))
+        source = next(iter(server.state.sources.values()))
+        assert source.num_frames and source.num_frames >= 3 and source.width > 0
+        canvas = chrome.find_element(By.ID, "frame-canvas")
+        wait.until(lambda b: canvas.get_attribute("data-frame") == "0")
+        assert int(canvas.get_attribute("width")) == source.width

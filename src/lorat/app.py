@@ -245,7 +245,9 @@ def run_job(job: Job, tracker: Any, source: FrameSource) -> None:
     """
     ids = list(range(len(job.boxes)))
     n = len(ids)
-    fps_in = source.fps or 30.0
+    # lorat track's rule (the source's rate, else 30); containers without a frame rate (MediaRecorder WebM)
+    # may report their 1 kHz timebase instead, which no player shows sensibly
+    fps_in = source.fps if source.fps and source.fps <= 240 else 30.0
     mp4 = AtomicVideoWriter(job.out_dir / f"{source.name}_tracked.mp4", fps_in)
     webm = WebmWriter(job.out_dir / f"{source.name}_tracked.webm", fps_in)
     boxes: list[list[np.ndarray]] = [[] for _ in ids]
@@ -387,8 +389,11 @@ class AppState:
         except (ValueError, StopIteration) as e:
             reason = str(e).replace(str(path), shown)
             raise ValueError(f"{shown} is not a video or image folder that can be read: {reason}") from None
+        num_frames = src.num_frames
+        if num_frames is None:  # e.g. a browser's MediaRecorder WebM has no duration: count by decoding
+            num_frames = sum(1 for _ in src)
         sid = uuid.uuid4().hex[:12]
-        source = Source(sid, Path(path), src.name, src.num_frames, first.shape[1], first.shape[0], src.fps)
+        source = Source(sid, Path(path), src.name, num_frames, first.shape[1], first.shape[0], src.fps)
         with self.lock:
             self.sources[sid] = source
         return source
