@@ -419,3 +419,38 @@ def test_webcam_clip_recorded_in_the_page_becomes_the_video(tmp_path, chrome):
         canvas = chrome.find_element(By.ID, "frame-canvas")
         wait.until(lambda b: canvas.get_attribute("data-frame") == "0")
         assert int(canvas.get_attribute("width")) == source.width
+
+
+class _StubTracker:
+    """A tracker with the (images, boxes, ids) batched API that moves every box 1 px right per frame."""
+
+    def __init__(self):
+        self.boxes, self.batch_sizes = {}, []
+
+    def initialize_many(self, images, boxes, ids):
+        self.boxes.update({i: np.asarray(b, dtype=np.float64) for i, b in zip(ids, boxes)})
+
+    def track_many(self, images, ids):
+        self.batch_sizes.append(len(images))
+        for i in ids:
+            self.boxes[i] = self.boxes[i] + [1, 0, 0, 0]
+        return [(self.boxes[i].copy(), 0.5) for i in ids]
+
+
+def test_run_job_batches_every_target_and_writes_lorat_track_files(assets, tmp_path):
+    from lorat.app_jobs import Job, Source, run_job
+
+    src = lorat.track.video.open_source(assets["video"])
+    source = Source("s", assets["video"], src.name, src.num_frames, W, H, src.fps)
+    job = Job("j", source, start_frame=2, boxes=[[10, 10, 20, 20], [50, 40, 10, 12]], out_dir=tmp_path)
+    stub = _StubTracker()
+    run_job(job, stub, src)
+    assert job.state == "done" and job.done == FRAMES - 2
+    assert stub.batch_sizes == [2] * (FRAMES - 3)  # one call per frame after the first, all targets together
+    rows = np.loadtxt(tmp_path / "clip_target2_boxes.txt", delimiter=",")
+    np.testing.assert_allclose(rows[:, 0], 50 + np.arange(FRAMES - 2))
+    scores = np.loadtxt(tmp_path / "clip_target1_scores.txt")
+    assert scores[0] == 1.0 and (scores[1:] == 0.5).all()
+    assert {p.name for p in tmp_path.iterdir()} == {"clip_tracked.mp4", "clip_tracked.webm", "clip_target1_boxes.txt",
+                                                    "clip_target1_scores.txt", "clip_target2_boxes.txt",
+                                                    "clip_target2_scores.txt"}
