@@ -361,12 +361,16 @@ class AppServer:
     """The app on Werkzeug's threaded server in a background thread; ``stop()`` (or ``with``) shuts it down."""
 
     def __init__(self, cfg: AppConfig) -> None:
-        from werkzeug.serving import make_server
+        from werkzeug.serving import WSGIRequestHandler, make_server
+
+        class QuietHandler(WSGIRequestHandler):
+            def log_request(self, *args, **kwargs) -> None:  # no line per poll; errors are still logged
+                pass
 
         self.cfg = cfg
         self.state = AppState(cfg)
         self.app = create_app(self.state)
-        self._server = make_server(cfg.host, cfg.port, self.app, threaded=True)
+        self._server = make_server(cfg.host, cfg.port, self.app, threaded=True, request_handler=QuietHandler)
         self.port = self._server.socket.getsockname()[1]
         host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
         self.url = f"http://{host}:{self.port}/"
