@@ -30,7 +30,7 @@ def _fingerprint() -> str:
 
 
 def ensure_venv() -> None:
-    """Create the venv and install torch + lorat[dev] unless the stamp says it is current."""
+    """Create the venv and install torch + lorat[dev,onnx,app] unless the stamp says it is current."""
     if not PY.exists():
         print(f"[setup] creating virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
@@ -40,7 +40,7 @@ def ensure_venv() -> None:
     print(f"[setup] installing {TORCH} (first run only)", flush=True)
     subprocess.check_call(pip + [TORCH])
     print("[setup] installing lorat and its dependencies", flush=True)
-    subprocess.check_call(pip + ["-e", f"{ROOT}[dev,onnx]"])
+    subprocess.check_call(pip + ["-e", f"{ROOT}[dev,onnx,app]"])
     STAMP.write_text(_fingerprint())
 
 
