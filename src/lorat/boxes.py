@@ -1,13 +1,13 @@
 """Box utilities shared by data, training, tracking and evaluation.
 
-Conventions (the official LoRAT ones, spec §0/§1.3):
+Conventions (the official LoRAT ones):
 
 * Boxes are ``xyxy`` in *continuous* pixel coordinates unless a name says otherwise; a box ``(x, y, w, h)``
   from a dataset becomes ``(x, y, x + w, y + h)`` (no ``-1``). The last axis always holds the 4 numbers,
   leading axes are batch axes.
 * Functions accept numpy arrays or torch tensors and return the same kind (where both make sense).
 * Continuous -> integer ("rasterise") uses ``floor(x1)``, ``floor(y1)``, ``floor(x2 + 1 - 1e-4)``,
-  ``floor(y2 + 1 - 1e-4)`` with an exclusive end, i.e. every pixel/cell the box overlaps (spec §1.3).
+  ``floor(y2 + 1 - 1e-4)`` with an exclusive end, i.e. every pixel/cell the box overlaps.
 """
 from __future__ import annotations
 
