@@ -380,7 +380,7 @@ def make_fake_otb(root: Path) -> FakeDataset:
         return [[x0 + i, 4, 10, 8] for i in range(n)]
 
     def add(name, folder, numbers, bx, digits=4, ext=".jpg"):
-        exp[name] = {"name": name, "frames": _frames(f"{folder}/img", "{:0%dd}%s" % (digits, ext), numbers),
+        exp[name] = {"name": name, "frames": _frames(f"{folder}/img", f"{{:0{digits}d}}{ext}", numbers),
                      "boxes": bx, "visible": None}
 
     b = boxes(6)

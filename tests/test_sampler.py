@@ -272,7 +272,6 @@ def test_coco_sampling_unit_is_the_image_not_the_annotation():
 
 def test_coco_reader_output_is_sampled_per_image(tmp_path):
     from fake_datasets import make_fake_coco
-
     from lorat.data.datasets import load_training_dataset
 
     seqs = load_training_dataset("coco2017_train", make_fake_coco(tmp_path / "coco").root,

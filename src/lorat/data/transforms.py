@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from lorat import boxes as bx
+from lorat.config import GEOMETRIES  # the one geometry table (config owns ModelConfig's sizes)
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -311,10 +312,10 @@ def _pil_box_radius(radius: float, passes: int = 3) -> np.float32:
     r = f32(radius)
     sigma2 = f32(r * r) / f32(passes)
     big_l = f32(np.sqrt(12.0 * float(sigma2) + 1.0))  # double sqrt stored to float, as in C
-    l = f32(np.floor((float(big_l) - 1.0) / 2.0))
-    a = (f32(2) * l + f32(1)) * (l * (l + f32(1)) - f32(3) * sigma2)
-    a = f32(a / (f32(6) * (sigma2 - (l + f32(1)) * (l + f32(1)))))
-    return f32(l + a)
+    half = f32(np.floor((float(big_l) - 1.0) / 2.0))  # Pillow's integer box half-width "l"
+    a = (f32(2) * half + f32(1)) * (half * (half + f32(1)) - f32(3) * sigma2)
+    a = f32(a / (f32(6) * (sigma2 - (half + f32(1)) * (half + f32(1)))))
+    return f32(half + a)
 
 
 def _pil_box_blur_lines(lines: np.ndarray, float_radius: np.float32) -> np.ndarray:
@@ -466,13 +467,12 @@ class TransformConfig:
 
     @classmethod
     def for_resolution(cls, search_size: int, **overrides: Any) -> TransformConfig:
-        """Official geometry: 224 -> (112, 224, factor 4), 378 -> (196, 378, factor 5)."""
-        geometry = {224: (112, 4.0), 378: (196, 5.0)}
-        if search_size not in geometry:
-            raise ValueError(f"no official geometry for search size {search_size}; pass sizes explicitly")
-        template, factor = geometry[search_size]
-        return cls(**{"template_size": template, "search_size": search_size,
-                      "search_area_factor": factor, **overrides})
+        """Official geometry from :data:`lorat.config.GEOMETRIES`: 224 -> (112, 224, factor 4),
+        378 -> (196, 378, factor 5)."""
+        if search_size not in GEOMETRIES:
+            raise ValueError(f"no official geometry for search size {search_size} (known: {sorted(GEOMETRIES)}); "
+                             f"pass sizes explicitly")
+        return cls(**{**GEOMETRIES[search_size], **overrides})
 
     @classmethod
     def from_model_config(cls, cfg: Any, **overrides: Any) -> TransformConfig:
@@ -501,7 +501,8 @@ class SiameseTrainTransform:
     * ``z_box`` / ``x_box``: ``(4,)`` float32 boxes in crop pixels after augmentation and clipping.
 
     ``None`` means the search crop failed its checks in all attempts (or a box degenerated); the caller
-    redraws the pair (:class:`lorat.data.sampler.PairDataset`). All randomness comes from ``rng``, in the official order.
+    redraws the pair (:class:`lorat.data.sampler.PairDataset`). All randomness comes from ``rng``, in the
+    official order.
     """
 
     def __init__(self, config: TransformConfig | None = None):

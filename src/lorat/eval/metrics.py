@@ -359,7 +359,7 @@ def format_results_table(row_labels: Sequence[str], scores: Mapping[str, Sequenc
     lines = [header]
     for i, label in enumerate(row_labels):
         line = f"{label:<{name_w}} |"
-        for (title, values), w in zip(scores.items(), widths):
+        for values, w in zip(scores.values(), widths):
             line += f" {format(float(np.float32(values[i])), '0.2f'):<{w}} |"
         lines.append(line)
     return lines
