@@ -2,7 +2,7 @@
 
 Pure numpy. Every function here mirrors one reference implementation, including its quirks,
 so that published numbers can be re-computed bit-for-bit (within float rounding). Definitions
-and the reasoning behind each rule: ``shared/docs/metrics-and-formats.md`` (sections 1-3, 7).
+and the reasoning behind each rule: ``docs/metrics.md``.
 
 Families implemented in this module (GOT-10k / OTB-toolkit / TrackingNet live in
 :mod:`lorat.eval.toolkit_metrics`):
