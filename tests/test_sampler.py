@@ -9,7 +9,6 @@ from torch.utils.data import DataLoader
 
 from lorat.data.sampler import (
     PairDataset,
-    PairIndexSampler,
     dataset_sampling_weights,
     epoch_plan,
     read_image_rgb,
@@ -19,6 +18,7 @@ from lorat.data.sampler import (
 )
 from lorat.data.sequence import Sequence
 from lorat.data.transforms import SiameseTrainTransform, TransformConfig, collate_pairs
+from lorat.train.trainer import RankBatches
 
 SMALL = TransformConfig(template_size=28, search_size=56, stride=14)
 
@@ -162,28 +162,15 @@ def test_same_batches_with_0_and_2_workers(datasets):
 
     def batches(num_workers):
         ds = PairDataset(datasets, tr, samples_per_epoch=16, seed=3)
-        sampler = PairIndexSampler(16, epoch=2)
-        loader = DataLoader(ds, batch_size=4, sampler=sampler, num_workers=num_workers, collate_fn=collate_pairs)
+        ds.set_epoch(2)  # before the iterator exists: the workers' copies carry it
+        loader = DataLoader(ds, batch_sampler=RankBatches(steps=4, batch=4, accum=1, rank=0, world=1),
+                            num_workers=num_workers, collate_fn=collate_pairs)
         return list(loader)
 
     b0, b2 = batches(0), batches(2)
     assert len(b0) == len(b2) == 4
     for x, y in zip(b0, b2):
         assert _items_equal(x, y)
-
-
-def test_rank_striding_gives_the_same_global_batches():
-    full = list(PairIndexSampler(24, rank=0, world_size=1, epoch=5))
-    r0 = list(PairIndexSampler(24, rank=0, world_size=2, epoch=5))
-    r1 = list(PairIndexSampler(24, rank=1, world_size=2, epoch=5))
-    assert sorted(r0 + r1) == full and not set(r0) & set(r1)
-    assert all(e == 5 for e, _ in full)
-    global_batch = 8
-    for k in range(3):  # per-rank batch 4 at step k == global batch k of a single process
-        local = r0[4 * k:4 * k + 4] + r1[4 * k:4 * k + 4]
-        assert sorted(local) == full[global_batch * k:global_batch * (k + 1)]
-    assert len(PairIndexSampler(25, rank=1, world_size=2)) == 12
-    assert len(PairIndexSampler(25, rank=0, world_size=2, drop_last=False)) == 13
 
 
 def test_rejected_pairs_are_redrawn_deterministically(datasets):

@@ -6,17 +6,15 @@ slot instead, which ties results to the number of workers), and the epoch's list
 draws is a pure function of ``(seed, e)``. So results do not depend on the number of DataLoader workers,
 on the batch size, on the number of ranks, or on where a run was resumed.
 
-Distributed training: the per-epoch list is already globally shuffled, so ranks can simply *stride*
-through it. :class:`PairIndexSampler` gives rank ``r`` of ``R`` the indices ``r, r + R, r + 2R, ...`` as
-``(epoch, index)`` keys; with a per-rank batch of ``G / R`` the ranks' step-``k`` batches together are
-exactly indices ``[k G, (k + 1) G)``, the same global batch for any ``R``. ``DistributedSampler(dataset,
-shuffle=False)`` strides the same way but passes plain indices, which then use the epoch set by
-:meth:`PairDataset.set_epoch` in the worker's copy of the dataset (fine unless ``persistent_workers=True``).
+Distributed training: the per-epoch list is already globally shuffled, so every rank can take its own
+slice of each global batch; the trainer's batch sampler (:class:`lorat.train.trainer.RankBatches`, the one
+sampler of the library) does that and passes plain indices, which use the epoch set by
+:meth:`PairDataset.set_epoch` (set before each epoch's iterator is built, so workers see it unless
+``persistent_workers=True``). ``(epoch, index)`` keys are accepted too and need no epoch state.
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from typing import Any
 
@@ -267,35 +265,5 @@ class PairDataset(torch.utils.data.Dataset):
                            f"item {index}; check the boxes and the transform's size limits")
 
 
-class PairIndexSampler(torch.utils.data.Sampler):
-    """Yields ``(epoch, index)`` keys of one rank's share of an epoch, striding through the global list.
-
-    Rank ``r`` of ``world_size`` gets ``r, r + world_size, ...``; with ``drop_last`` every rank gets
-    ``floor(num_samples / world_size)`` keys (equal step counts under DDP). Call :meth:`set_epoch` each
-    epoch. Because the epoch travels inside each key, workers never need the dataset's current epoch, so
-    this works with ``persistent_workers=True``.
-    """
-
-    def __init__(self, num_samples: int, rank: int = 0, world_size: int = 1, epoch: int = 0,
-                 drop_last: bool = True):
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} outside world of size {world_size}")
-        self.num_samples, self.rank, self.world_size = int(num_samples), int(rank), int(world_size)
-        self.epoch = int(epoch)
-        self.drop_last = drop_last
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_samples // self.world_size
-        return math.ceil((self.num_samples - self.rank) / self.world_size)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        for j in range(len(self)):
-            yield self.epoch, self.rank + j * self.world_size
-
-
 __all__ = ["MAX_GAP", "dataset_sampling_weights", "epoch_plan", "valid_frame_mask", "sample_frame_pair",
-           "read_image_rgb", "sampling_units", "PairDataset", "PairIndexSampler"]
+           "read_image_rgb", "sampling_units", "PairDataset"]
