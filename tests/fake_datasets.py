@@ -11,8 +11,8 @@ Each ``make_fake_<dataset>(root)`` writes one dataset *at* ``root`` (the folder 
 
 Every expected sequence is a dict with ``name``, ``frames`` (paths relative to ``root``), ``boxes``
 (``(N, 4)`` list, NaN where unpublished or invalid), ``visible`` (list of bool or None) and, where the
-dataset has them, ``object_class``, ``language`` and ``image_size``. The content follows the fixture
-spec in ``docs/metrics-and-formats.md`` §9 and exercises the format quirks of §8.
+dataset has them, ``object_class``, ``language`` and ``image_size``. The trees exercise the format quirks
+listed in ``docs/datasets.md`` (separators, NaN rows, absent frames, sub-ranges, two-target folders, ...).
 """
 from __future__ import annotations
 
@@ -315,14 +315,14 @@ def make_fake_coco(root: Path, *, layout: str = "images") -> FakeDataset:
     _write(root / "annotations" / "instances_train2017.json", json.dumps(ann))
     rel = img_dir.relative_to(root).as_posix()
 
-    def seq(name, img, box, cls, size):
+    def seq(name, img, box, cls, size, image_id):
         return {"name": name, "frames": [f"{rel}/{img}"], "boxes": [box], "visible": [True], "object_class": cls,
-                "image_size": size}
+                "image_size": size, "sampling_unit": f"coco2017/{image_id}"}
 
     return FakeDataset(root, {"coco2017_train": [
-        seq("000000000001_11", "000000000001.jpg", [5.5, 6.25, 20.0, 10.5], "person", (64, 48)),
-        seq("000000000001_12", "000000000001.jpg", [30.0, 10.0, 30.0, 30.0], "car", (64, 48)),
-        seq("000000000002_14", "000000000002.jpg", [30.0, 20.0, 10.0, 10.0], "car", (40, 30)),
+        seq("000000000001_11", "000000000001.jpg", [5.5, 6.25, 20.0, 10.5], "person", (64, 48), 1),
+        seq("000000000001_12", "000000000001.jpg", [30.0, 10.0, 30.0, 30.0], "car", (64, 48), 1),
+        seq("000000000002_14", "000000000002.jpg", [30.0, 20.0, 10.0, 10.0], "car", (40, 30), 2),
     ]})
 
 
@@ -380,7 +380,7 @@ def make_fake_otb(root: Path) -> FakeDataset:
         return [[x0 + i, 4, 10, 8] for i in range(n)]
 
     def add(name, folder, numbers, bx, digits=4, ext=".jpg"):
-        exp[name] = {"name": name, "frames": _frames(f"{folder}/img", "{:0%dd}%s" % (digits, ext), numbers),
+        exp[name] = {"name": name, "frames": _frames(f"{folder}/img", f"{{:0{digits}d}}{ext}", numbers),
                      "boxes": bx, "visible": None}
 
     b = boxes(6)
@@ -562,6 +562,7 @@ def assert_sequences_match(seqs, expected: list[dict], root: Path) -> None:
         for key in ("object_class", "language"):
             if key in e:
                 assert getattr(s, key) == e[key], (s.name, key)
+        assert s.sampling_unit == e.get("sampling_unit"), s.name  # None unless the dataset groups tracks
         for key in ("image_size", "first_frame"):
             if key in e:
                 assert tuple(np.atleast_1d(s.extra[key])) == tuple(np.atleast_1d(e[key])), (s.name, key)

@@ -71,7 +71,8 @@ def test_lasot_builtin_split_when_list_files_are_missing(tmp_path):
     assert len(LASOT_TEST_SPLIT) == 70 and len(lasot_test_names()) == 280 == len(set(lasot_test_names()))
     fake = F.make_fake_lasot(tmp_path / "lasot", split_files=False)
     # Without testing_set.txt the official 280 are required: a partial copy is an error, not a subset.
-    with pytest.raises(DatasetNotFoundError, match=r"'airplane-1' \(in the built-in Protocol II test split\) not found"):
+    missing = r"'airplane-1' \(in the built-in Protocol II test split\) not found"
+    with pytest.raises(DatasetNotFoundError, match=missing):
         load_benchmark("lasot", fake.root)
     # The train split is every sequence on disk that is not an official test sequence.
     F.assert_sequences_match(load_training_dataset("lasot_train", fake.root), fake.expected["lasot_train"], fake.root)
@@ -263,6 +264,34 @@ def test_read_boxes_separators_header_nan_and_errors(tmp_path):
         read_boxes(tmp_path / "missing.txt")
 
 
+def test_one_box_file_reader_and_writer_everywhere(tmp_path):
+    from lorat.data import formats
+    from lorat.eval import report, runner
+    from lorat.track import video
+
+    boxes = np.array([[1.5, 2.0, 30.25, 40.0], [np.nan] * 4, [0.0, 0.0, 1e-3, 7.0]])
+    for delim in (",", "\t", " "):
+        f = tmp_path / f"out{len(delim)}{ord(delim)}.txt"
+        formats.write_boxes(f, boxes, delimiter=delim, fmt="%.4f")
+        np.testing.assert_array_equal(formats.read_boxes(f), np.round(boxes, 4))
+        np.testing.assert_array_equal(runner.read_result(f), np.round(boxes, 4))  # results read the same way
+        np.testing.assert_array_equal(report.read_boxes(f), np.round(boxes, 4))
+    assert video.write_boxes is formats.write_boxes  # lorat track writes with the same writer
+    # result files: blank lines are skipped (NumPy loadtxt, as the reference evaluators read them) but a
+    # header is an error; annotation files: a blank line between rows is an error, a header is skipped
+    f = tmp_path / "r.txt"
+    f.write_text("1,2,3,4\n\n5,6,7,8\n")
+    assert runner.read_result(f).tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    with pytest.raises(DatasetFormatError, match=r"r\.txt:2: blank line"):
+        read_boxes(f)
+    f.write_text("x,y,w,h\n1,2,3,4\n")
+    assert read_boxes(f).tolist() == [[1, 2, 3, 4]]
+    with pytest.raises(ValueError, match=r"r\.txt:1: not a number"):
+        runner.read_result(f)
+    f.write_text("")
+    assert runner.read_result(f).shape == (0, 4) and read_boxes(f).shape == (0, 4)
+
+
 def test_read_flags_formats(tmp_path):
     f = tmp_path / "flags.txt"
     f.write_text("0,1,0,1\n")
@@ -452,7 +481,8 @@ def test_check_reports_unset_root_and_parse_error(tmp_path):
     Path(os.environ["LORAT_DATASETS"]).write_text(f"got10k: {fake.root}\n")
     r = {s.name: s for s in check_datasets(["got10k_val", "got10k_vottrain", "lasot"])}
     assert r["got10k_val"].ok
-    assert r["got10k_vottrain"].status == "error" and "vottrain split file not found" in r["got10k_vottrain"].problems[0]
+    vot = r["got10k_vottrain"]
+    assert vot.status == "error" and "vottrain split file not found" in vot.problems[0]
     assert r["lasot"].status == "not set" and "LORAT_LASOT_ROOT" in r["lasot"].notes[0]
 
 

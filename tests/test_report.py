@@ -294,7 +294,7 @@ def test_readers_accept_any_separator_and_nan(tmp_path):
     assert b.shape == (4, 4) and b[:3].tolist() == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
     assert np.isnan(b[3, :2]).all() and b[3, 2] == np.inf and b[3, 3] == -np.inf
     f.write_text("1,2,3\n")
-    with pytest.raises(ValueError, match="expected 4 values"):
+    with pytest.raises(ValueError, match="expected 4 numbers"):
         R.read_boxes(f)
     f.write_text("1,0,1\n0\n")
     assert R.read_values(f).tolist() == [1, 0, 1, 0]

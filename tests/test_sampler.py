@@ -9,15 +9,16 @@ from torch.utils.data import DataLoader
 
 from lorat.data.sampler import (
     PairDataset,
-    PairIndexSampler,
     dataset_sampling_weights,
     epoch_plan,
     read_image_rgb,
     sample_frame_pair,
+    sampling_units,
     valid_frame_mask,
 )
 from lorat.data.sequence import Sequence
 from lorat.data.transforms import SiameseTrainTransform, TransformConfig, collate_pairs
+from lorat.train.trainer import RankBatches
 
 SMALL = TransformConfig(template_size=28, search_size=56, stride=14)
 
@@ -161,28 +162,15 @@ def test_same_batches_with_0_and_2_workers(datasets):
 
     def batches(num_workers):
         ds = PairDataset(datasets, tr, samples_per_epoch=16, seed=3)
-        sampler = PairIndexSampler(16, epoch=2)
-        loader = DataLoader(ds, batch_size=4, sampler=sampler, num_workers=num_workers, collate_fn=collate_pairs)
+        ds.set_epoch(2)  # before the iterator exists: the workers' copies carry it
+        loader = DataLoader(ds, batch_sampler=RankBatches(steps=4, batch=4, accum=1, rank=0, world=1),
+                            num_workers=num_workers, collate_fn=collate_pairs)
         return list(loader)
 
     b0, b2 = batches(0), batches(2)
     assert len(b0) == len(b2) == 4
     for x, y in zip(b0, b2):
         assert _items_equal(x, y)
-
-
-def test_rank_striding_gives_the_same_global_batches():
-    full = list(PairIndexSampler(24, rank=0, world_size=1, epoch=5))
-    r0 = list(PairIndexSampler(24, rank=0, world_size=2, epoch=5))
-    r1 = list(PairIndexSampler(24, rank=1, world_size=2, epoch=5))
-    assert sorted(r0 + r1) == full and not set(r0) & set(r1)
-    assert all(e == 5 for e, _ in full)
-    global_batch = 8
-    for k in range(3):  # per-rank batch 4 at step k == global batch k of a single process
-        local = r0[4 * k:4 * k + 4] + r1[4 * k:4 * k + 4]
-        assert sorted(local) == full[global_batch * k:global_batch * (k + 1)]
-    assert len(PairIndexSampler(25, rank=1, world_size=2)) == 12
-    assert len(PairIndexSampler(25, rank=0, world_size=2, drop_last=False)) == 13
 
 
 def test_rejected_pairs_are_redrawn_deterministically(datasets):
@@ -230,3 +218,116 @@ def test_weights_argument_plan_shares_and_collate(datasets):
     assert batch["x"].shape == (3, 3, 56, 56) and batch["pair"].shape == (3, 4)
     with pytest.raises(ValueError):
         PairDataset(datasets, SiameseTrainTransform(SMALL), 10, weights=[1.0])
+
+
+# ------------------------------------------------------------------------- COCO: one unit per image
+def _one_frame_track(name: str, image: str, x: float, unit: str | None) -> Sequence:
+    return Sequence(name, [Path(image)], np.array([[x, 4.0, 10.0, 10.0]]), visible=np.array([True]),
+                    sampling_unit=unit)
+
+
+def _record_pairs(datasets, n: int, seed: int = 3, **kw) -> np.ndarray:
+    """``(n, 4)`` ``pair`` rows of ``n`` items, frames stubbed (no file is read)."""
+    ds = PairDataset(datasets, lambda *a: {"ok": torch.zeros(1)}, samples_per_epoch=n, seed=seed,
+                     image_reader=lambda p: np.zeros((32, 48, 3), np.uint8), **kw)
+    return np.stack([ds[i]["pair"].numpy() for i in range(n)]), ds
+
+
+def test_sampling_units_group_tracks_of_one_image():
+    seqs = [_one_frame_track("a_1", "a.jpg", 1, "coco/a"), _one_frame_track("v", "v.jpg", 1, None),
+            _one_frame_track("b_1", "b.jpg", 1, "coco/b"), _one_frame_track("a_2", "a.jpg", 5, "coco/a")]
+    assert [u.tolist() for u in sampling_units(seqs)] == [[0, 3], [1], [2]]
+
+
+def test_coco_sampling_unit_is_the_image_not_the_annotation():
+    # image "crowded" holds 9 objects, image "single" one: per annotation the single image would get 10 %
+    # of the items, per image (official) it gets 50 %, and each crowded object 50 % / 9.
+    crowded = [_one_frame_track(f"crowded_{k}", "crowded.jpg", 2 * k, "coco/crowded") for k in range(9)]
+    single = [_one_frame_track("single_0", "single.jpg", 3, "coco/single")]
+    pairs, ds = _record_pairs([crowded + single], 3000)
+    assert ds.num_sequences == [2]  # the plan (and the dataset weights) count images
+    track = pairs[:, 1]
+    assert abs((track == 9).mean() - 0.5) < 0.04
+    per_object = np.bincount(track[track < 9], minlength=9) / len(track)
+    assert np.all(np.abs(per_object - 0.5 / 9) < 0.02)
+    assert (pairs[:, 2] == pairs[:, 3]).all()  # one-frame tracks: template and search are the same image
+    # without units every annotation is its own unit: the single image falls to ~10 %
+    flat = [_one_frame_track(s.name, str(s.frames[0]), s.boxes[0, 0], None) for s in crowded + single]
+    pairs_flat, ds_flat = _record_pairs([flat], 3000)
+    assert ds_flat.num_sequences == [10] and abs((pairs_flat[:, 1] == 9).mean() - 0.1) < 0.03
+
+
+def test_coco_reader_output_is_sampled_per_image(tmp_path):
+    from fake_datasets import make_fake_coco
+    from lorat.data.datasets import load_training_dataset
+
+    seqs = load_training_dataset("coco2017_train", make_fake_coco(tmp_path / "coco").root,
+                                 cache_dir=tmp_path / "cache")  # image 1 has two usable objects, image 2 one
+    pairs, ds = _record_pairs([seqs], 2000)
+    assert ds.num_sequences == [2]
+    image_2 = [i for i, s in enumerate(ds.sequences[0]) if s.sampling_unit == "coco2017/2"]
+    assert abs(np.isin(pairs[:, 1], image_2).mean() - 0.5) < 0.05
+
+
+def test_rejected_pairs_redraw_a_unit_and_a_track():
+    crowded = [_one_frame_track(f"c{k}", "c.jpg", 2 * k, "img/c") for k in range(4)]
+    calls = []
+
+    def every_other(*a):
+        calls.append(1)
+        return {"ok": torch.zeros(1)} if len(calls) % 2 == 0 else None
+
+    ds = PairDataset([crowded], every_other, samples_per_epoch=50, seed=0,
+                     image_reader=lambda p: np.zeros((32, 48, 3), np.uint8))
+    tracks = {int(ds[i]["pair"][1]) for i in range(50)}
+    assert tracks == {0, 1, 2, 3} and len(calls) == 100
+
+
+# ------------------------------------------------------------- training decodes with the one reader
+def _jpeg_with_exif_orientation(path: Path, orientation: int) -> np.ndarray:
+    """A 40x20 (W x H) JPEG whose EXIF says "rotate" (6 = 90 degrees clockwise); returns the stored RGB."""
+    rgb = np.zeros((20, 40, 3), np.uint8)
+    rgb[:, :20] = (250, 10, 10)  # left half red, right half black
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 100])
+    assert ok
+    # APP1 "Exif": big-endian TIFF header, one IFD with a single SHORT entry 0x0112 (Orientation)
+    tiff = b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01" + b"\x01\x12\x00\x03\x00\x00\x00\x01" \
+        + orientation.to_bytes(2, "big") + b"\x00\x00" + b"\x00\x00\x00\x00"
+    payload = b"Exif\x00\x00" + tiff
+    app1 = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    raw = data.tobytes()
+    path.write_bytes(raw[:2] + app1 + raw[2:])
+    return rgb
+
+
+def test_training_ignores_exif_orientation_like_the_official_reader(tmp_path):
+    from lorat.data.images import image_size, read_image
+
+    path = tmp_path / "rotated.jpg"
+    stored = _jpeg_with_exif_orientation(path, 6)
+    assert cv2.imread(str(path)).shape[:2] == (40, 20)  # OpenCV's default applies the tag: the test means it
+    assert read_image_rgb is read_image
+    img = read_image(path)
+    assert img.shape == (20, 40, 3) and image_size(path) == (40, 20)
+    # stored order: red on the left, black on the right (away from the JPEG ringing at the edge)
+    assert np.abs(img[:, :16].astype(int) - stored[:, :16]).max() < 12 and img[:, 24:].max() < 12
+    # the box of a dataset drawn on the stored pixels stays on the object in the training crop
+    seq = Sequence("rot", [path], np.array([[0.0, 0.0, 20.0, 20.0]]))
+    ds = PairDataset([[seq]], lambda z, zb, x, xb, rng: {"z": torch.from_numpy(z.copy()), "zb": torch.tensor(zb)},
+                     samples_per_epoch=1)
+    item = ds[0]
+    assert item["z"].shape == (20, 40, 3) and item["z"][:, :20, 0].float().mean() > 200
+
+
+def test_training_rejects_a_truncated_jpeg_as_tracking_does(tmp_path):
+    from lorat.track.video import read_image as tracking_reader
+
+    seq = _write_sequence(tmp_path, "cut", 2, 0)
+    data = Path(seq.frames[1]).read_bytes()
+    Path(seq.frames[1]).write_bytes(data[: len(data) * 2 // 3])  # libjpeg alone would only warn
+    with pytest.raises(ValueError, match=r"0001\.jpg is a truncated JPEG"):
+        tracking_reader(seq.frames[1])
+    ds = PairDataset([[seq]], SiameseTrainTransform(SMALL), samples_per_epoch=4, seed=0)
+    with pytest.raises(ValueError, match=r"0001\.jpg is a truncated JPEG"):
+        for i in range(4):
+            ds[i]

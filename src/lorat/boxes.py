@@ -11,13 +11,13 @@ Conventions (the official LoRAT ones, ``docs/tracking.md``):
 """
 from __future__ import annotations
 
-from typing import TypeVar, Union
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 BoxArray = TypeVar("BoxArray", np.ndarray, torch.Tensor)
-ArrayLike = Union[np.ndarray, torch.Tensor]
+ArrayLike = np.ndarray | torch.Tensor
 
 RASTERIZE_EPS = 1e-4
 """Tolerance of the exclusive end in :func:`rasterize` (official ``bbox_rasterize`` default)."""

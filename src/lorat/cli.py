@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                 "score raw results like pytracking / OSTrack / GOT-10k / TrackingNet"),
     "export": ("lorat.export", "add_export_arguments", "run_export",
                "write a model as ONNX (LoRA merged) and check it against PyTorch with onnxruntime"),
-    "data": ("lorat.data.datasets", "add_data_arguments", "run_data", "dataset roots: where they are, what is missing"),
+    "data": ("lorat.data.check", "add_data_arguments", "run_data", "dataset roots: where they are, what is missing"),
     "app": ("lorat.app", "add_app_arguments", "run_app",
             "a local web page: open a video, draw boxes, track, download the results (pip install lorat[app])"),
     "models": ("lorat.cli", "add_models_arguments", "run_models", "list the model presets"),

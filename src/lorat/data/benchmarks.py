@@ -1,370 +1,27 @@
-"""Evaluation benchmarks as they lie on disk, and the file parsers shared with the training readers.
+"""Evaluation benchmarks as they lie on disk: LaSOT(_ext), GOT-10k, TrackingNet, TNL2K, OTB100, NFS, UAV123, folders.
 
 Every reader takes the dataset root and returns ``list[Sequence]``. Boxes are returned exactly as the
 files write them (``x, y, w, h``; LaSOT and OTB are 1-based, the others 0-based), because the
-reference metrics expect them that way. Layouts and quirks follow ``docs/metrics-and-formats.md`` §8.
+reference metrics expect them that way. Layouts and quirks are described in ``docs/datasets.md``.
 
 Errors are raised as :class:`DatasetError` subclasses whose message names the file (and line).
 Use :func:`lorat.data.datasets.load_benchmark` rather than calling the readers directly: it also
-resolves the dataset root from the environment or the config file.
+resolves the dataset root from the environment or the config file. The training readers built on
+these live in :mod:`lorat.data.training`; file parsers in :mod:`lorat.data.formats`, frame listing in
+:mod:`lorat.data.frames`, image decoding in :mod:`lorat.data.images`.
 """
 from __future__ import annotations
 
-import ast
-import io
-import operator
-import os
 import re
-import struct
-import warnings
-from collections import abc
 from pathlib import Path
 
 import numpy as np
 
+from .errors import DatasetError, DatasetFormatError, DatasetNotFoundError, missing
+from .formats import parse_resolution, read_boxes, read_flags, read_ini, read_name_list, read_text
+from .frames import FrameList, compact_frames, frames_in_range, list_images, natural_key, numbered_images
+from .images import IMAGE_EXTENSIONS, image_size
 from .sequence import Sequence
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-# ----------------------------------------------------------------------------------------------
-# Errors
-
-
-class DatasetError(Exception):
-    """A dataset is missing, incomplete or malformed; the message says which file and what to do."""
-
-
-class DatasetNotFoundError(DatasetError, FileNotFoundError):
-    """A root folder, annotation file, list file or frame does not exist."""
-
-    def __str__(self) -> str:  # FileNotFoundError would otherwise format (errno, strerror)
-        return str(self.args[0]) if self.args else ""
-
-
-class DatasetFormatError(DatasetError, ValueError):
-    """A file exists but its content does not match the dataset's format."""
-
-
-def _missing(path: Path, what: str, hint: str = "") -> DatasetNotFoundError:
-    msg = f"{what} not found: {path}"
-    return DatasetNotFoundError(msg + (f" ({hint})" if hint else ""))
-
-
-# ----------------------------------------------------------------------------------------------
-# Frame lists
-
-
-class FrameList(abc.Sequence):
-    """Read-only list of frame paths ``folder / pattern.format(start + i)`` for ``i < count``.
-
-    Behaves like ``list[Path]`` for indexing, slicing, iteration, ``len`` and ``==``, but costs a few
-    bytes instead of one ``Path`` object per frame (TrackingNet alone has ~14 million frames).
-    """
-
-    __slots__ = ("folder", "pattern", "start", "count")
-
-    def __init__(self, folder: str | Path, pattern: str, start: int, count: int):
-        self.folder = Path(folder)
-        self.pattern = pattern
-        self.start = int(start)
-        self.count = max(0, int(count))
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            a, b, step = index.indices(self.count)
-            if step == 1:
-                return FrameList(self.folder, self.pattern, self.start + a, b - a)
-            return [self[i] for i in range(a, b, step)]
-        i = operator.index(index)
-        if i < 0:
-            i += self.count
-        if not 0 <= i < self.count:
-            raise IndexError("frame index out of range")
-        return self.folder / self.pattern.format(self.start + i)
-
-    def __iter__(self):
-        for i in range(self.count):
-            yield self.folder / self.pattern.format(self.start + i)
-
-    def __eq__(self, other) -> bool:
-        if isinstance(other, FrameList):
-            return (self.folder, self.pattern, self.start, self.count) == (
-                other.folder, other.pattern, other.start, other.count) or list(self) == list(other)
-        if isinstance(other, (list, tuple)):
-            return len(other) == self.count and all(a == b for a, b in zip(self, other))
-        return NotImplemented
-
-    __hash__ = None  # mutable-list semantics: not hashable
-
-    def __add__(self, other) -> list[Path]:
-        return list(self) + list(other)
-
-    def __repr__(self) -> str:
-        return f"FrameList({str(self.folder)!r}, {self.pattern!r}, start={self.start}, count={self.count})"
-
-    def __getstate__(self):
-        return (str(self.folder), self.pattern, self.start, self.count)
-
-    def __setstate__(self, state):
-        folder, self.pattern, self.start, self.count = state
-        self.folder = Path(folder)
-
-
-def natural_key(name: str) -> list:
-    """Sort key that orders embedded numbers numerically (``2.jpg`` before ``10.jpg``)."""
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files in ``folder`` in natural order (raises if the folder is missing)."""
-    if not folder.is_dir():
-        raise _missing(folder, "frame folder")
-    files = [e.name for e in _scandir(folder) if e.name.lower().endswith(IMAGE_EXTENSIONS)]
-    files.sort(key=natural_key)
-    return [folder / f for f in files]
-
-
-def _scandir(folder: Path):
-    with os.scandir(folder) as it:
-        return [e for e in it if e.is_file()]
-
-
-def numbered_images(folder: Path) -> dict[int, Path]:
-    """Map frame number -> path for image files whose stem is an integer (any zero padding/extension).
-
-    When two files share a number (``0001.jpg`` and ``0001.png``) the extension that comes first in
-    :data:`IMAGE_EXTENSIONS` wins.
-    """
-    out: dict[int, Path] = {}
-    rank: dict[int, int] = {}
-    for p in list_images(folder):
-        stem, ext = p.stem, p.suffix.lower()
-        if not stem.isdigit():
-            continue
-        n, r = int(stem), IMAGE_EXTENSIONS.index(ext)
-        if n not in out or r < rank[n]:
-            out[n], rank[n] = p, r
-    return out
-
-
-def frames_in_range(folder: Path, numbers: dict[int, Path], start: int, count: int,
-                    what: str) -> list[Path] | FrameList:
-    """Frames ``start .. start+count-1`` from a :func:`numbered_images` map; raises on the first gap."""
-    frames = []
-    for n in range(start, start + count):
-        p = numbers.get(n)
-        if p is None:
-            raise DatasetNotFoundError(
-                f"{what}: frame number {n} not found in {folder} (expected frames {start}..{start + count - 1})")
-        frames.append(p)
-    return compact_frames(frames)
-
-
-def compact_frames(frames: list[Path]) -> list[Path] | FrameList:
-    """Return a :class:`FrameList` when ``frames`` follow one zero-padded numeric pattern, else the list."""
-    if not frames:
-        return frames
-    first = frames[0]
-    m = re.fullmatch(r"(\d+)", first.stem)
-    if not m:
-        return frames
-    width, ext, folder, start = len(first.stem), first.suffix, first.parent, int(first.stem)
-    pattern = ("{:0%dd}" % width if width > 1 and first.stem.startswith("0") else "{}") + ext
-    candidate = FrameList(folder, pattern, start, len(frames))
-    if all(a == b for a, b in zip(candidate, frames)):
-        return candidate
-    return frames
-
-
-# ----------------------------------------------------------------------------------------------
-# Text parsers
-
-
-_FIELD_SEP = re.compile(r"[,\t ;]+")
-
-
-def _read_text(path: Path, what: str) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise _missing(path, what) from None
-    except IsADirectoryError:
-        raise DatasetFormatError(f"{what} is a directory, expected a file: {path}") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DatasetFormatError(f"{path}: not a UTF-8 text file ({e})") from None
-
-
-def _is_number(tok: str) -> bool:
-    try:
-        float(tok)
-        return True
-    except ValueError:
-        return False
-
-
-def read_boxes(path: Path, what: str = "ground-truth file") -> np.ndarray:
-    """Parse a ``x,y,w,h`` file into an ``(N, 4)`` float64 array.
-
-    Accepts comma, tab, semicolon or space separators (mixed per file, as in OTB), ``NaN`` rows
-    (UAV123), one non-numeric header line (e.g. ``x,y,w,h``), ``#`` comments and trailing blank lines.
-    A blank line between rows or a row without exactly four numbers raises :class:`DatasetFormatError`
-    naming the file and the 1-based line number.
-    """
-    text = _read_text(path, what)
-    fast = _fast_boxes(text)
-    if fast is not None:
-        return fast
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    rows: list[list[float]] = []
-    for lineno, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if line.startswith("#"):
-            continue
-        if not line:
-            raise DatasetFormatError(f"{path}:{lineno}: blank line between annotation rows")
-        fields = [f for f in _FIELD_SEP.split(line) if f]
-        if not rows and lineno == 1 and not any(_is_number(f) for f in fields):
-            continue  # header line such as "x,y,w,h"
-        if len(fields) != 4:
-            raise DatasetFormatError(
-                f"{path}:{lineno}: expected 4 numbers 'x,y,w,h', got {len(fields)} fields: {raw!r}")
-        try:
-            rows.append([float(f) for f in fields])
-        except ValueError:
-            raise DatasetFormatError(f"{path}:{lineno}: not a number in {raw!r}") from None
-    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
-
-
-_BLANK_LINE = re.compile(r"\n[ \t]*\r?\n")
-
-
-def _fast_boxes(text: str) -> np.ndarray | None:
-    """NumPy's C parser for well-formed files (20x faster); None sends the file to the checking parser."""
-    body = text.strip()
-    if not body or ";" in body or _BLANK_LINE.search(body):
-        return None
-    first = body.split("\n", 1)[0]
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            arr = np.loadtxt(io.StringIO(body), delimiter="," if "," in first else None, dtype=np.float64,
-                             ndmin=2, comments="#")
-    except ValueError:
-        return None
-    return arr if arr.ndim == 2 and arr.shape[1] == 4 else None
-
-
-def read_flags(path: Path, expected: int | None = None, what: str = "label file") -> np.ndarray:
-    """Parse integer labels written one per line (GOT-10k) or on one comma-separated line (LaSOT)."""
-    text = _read_text(path, what)
-    values: list[int] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        for tok in _FIELD_SEP.split(line.strip()):
-            if not tok:
-                continue
-            try:
-                v = float(tok)
-                if v != int(v):
-                    raise ValueError
-            except ValueError:
-                raise DatasetFormatError(f"{path}:{lineno}: expected an integer label, got {tok!r}") from None
-            values.append(int(v))
-    if expected is not None and len(values) != expected:
-        raise DatasetFormatError(
-            f"{path}: has {len(values)} labels but the ground truth has {expected} rows")
-    return np.asarray(values, dtype=np.int64)
-
-
-def read_name_list(path: Path, what: str = "sequence list") -> list[str]:
-    """Non-empty stripped lines of a list file (GOT-10k ``list.txt``, LaSOT ``testing_set.txt``)."""
-    return [ln.strip() for ln in _read_text(path, what).splitlines() if ln.strip()]
-
-
-def read_ini(path: Path) -> dict[str, str]:
-    """GOT-10k ``meta_info.ini``: ``[METAINFO]`` then ``key: value`` lines (split on the first ``': '``)."""
-    meta: dict[str, str] = {}
-    for lineno, line in enumerate(_read_text(path, "meta_info.ini").splitlines(), 1):
-        line = line.strip()
-        if not line or (line.startswith("[") and line.endswith("]")):
-            continue
-        if ":" not in line:
-            raise DatasetFormatError(f"{path}:{lineno}: expected 'key: value', got {line!r}")
-        key, _, value = line.partition(":")
-        meta[key.strip()] = value.strip()
-    return meta
-
-
-def parse_resolution(value: str, path: Path) -> tuple[int, int]:
-    """``'(1280, 720)'`` -> ``(1280, 720)`` (width, height)."""
-    try:
-        w, h = ast.literal_eval(value)
-        return int(w), int(h)
-    except (ValueError, SyntaxError, TypeError):
-        raise DatasetFormatError(f"{path}: cannot parse resolution {value!r}, expected '(W, H)'") from None
-
-
-# ----------------------------------------------------------------------------------------------
-# Image size without decoding
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` of a JPEG or PNG read from its header; other formats fall back to OpenCV."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(32)
-            if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
-                w, h = struct.unpack(">II", head[16:24])
-                return int(w), int(h)
-            if head.startswith(b"\xff\xd8"):
-                size = _jpeg_size(f)
-                if size is not None:
-                    return size
-    except FileNotFoundError:
-        raise _missing(path, "frame") from None
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise DatasetFormatError(f"cannot read image {path}")
-    return int(img.shape[1]), int(img.shape[0])
-
-
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def _jpeg_size(f) -> tuple[int, int] | None:
-    f.seek(2)
-    while True:
-        b = f.read(1)
-        while b and b != b"\xff":
-            b = f.read(1)
-        while b == b"\xff":
-            b = f.read(1)
-        if not b:
-            return None
-        marker = b[0]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            continue  # markers without a length field
-        seg = f.read(2)
-        if len(seg) < 2:
-            return None
-        length = struct.unpack(">H", seg)[0]
-        if marker in _SOF:
-            data = f.read(5)
-            if len(data) < 5:
-                return None
-            h, w = struct.unpack(">HH", data[1:5])
-            return int(w), int(h)
-        f.seek(length - 2, 1)
-
 
 # ----------------------------------------------------------------------------------------------
 # LaSOT and LaSOT_extension
@@ -414,7 +71,7 @@ def lasot_sequence_dir(root: Path, name: str) -> Path:
 def lasot_sequences_on_disk(root: Path) -> list[str]:
     """Names of all ``<class>-<k>`` folders (with a ``groundtruth.txt``) under a LaSOT-style root."""
     if not root.is_dir():
-        raise _missing(root, "dataset root")
+        raise missing(root, "dataset root")
     names = set()
     for cls_dir in root.iterdir():
         if not cls_dir.is_dir():
@@ -449,13 +106,13 @@ def lasot_split_names(root: Path, split: str) -> list[str]:
 def read_lasot_sequence(seq_dir: Path, name: str, dataset: str) -> Sequence:
     """One LaSOT(-ext) sequence: 1-based boxes as written, visibility from the two flag files."""
     if not seq_dir.is_dir():
-        raise _missing(seq_dir, f"{dataset} sequence folder '{name}'")
+        raise missing(seq_dir, f"{dataset} sequence folder '{name}'")
     boxes = read_boxes(seq_dir / "groundtruth.txt")
     n = len(boxes)
     occ = read_flags(seq_dir / "full_occlusion.txt", n, "full_occlusion.txt")
     oov = read_flags(seq_dir / "out_of_view.txt", n, "out_of_view.txt")
     nlp = seq_dir / "nlp.txt"
-    language = _read_text(nlp, "nlp.txt").strip() if nlp.is_file() else None
+    language = read_text(nlp, "nlp.txt").strip() if nlp.is_file() else None
     return Sequence(
         name=name,
         frames=FrameList(seq_dir / "img", "{:08d}.jpg", 1, n),
@@ -471,14 +128,14 @@ def read_lasot(root: Path, split: str = "test") -> list[Sequence]:
     """LaSOT Protocol II split (``test``: 280 sequences, ``train``: 1120)."""
     root = Path(root)
     if not root.is_dir():
-        raise _missing(root, "LaSOT root")
+        raise missing(root, "LaSOT root")
     source = root / ("testing_set.txt" if split == "test" else "training_set.txt")
     source_text = f"listed in {source}" if source.is_file() else f"in the built-in Protocol II {split} split"
     out = []
     for n in lasot_split_names(root, split):
         d = lasot_sequence_dir(root, n)
         if not d.is_dir():
-            raise _missing(d, f"LaSOT sequence folder '{n}' ({source_text})")
+            raise missing(d, f"LaSOT sequence folder '{n}' ({source_text})")
         out.append(read_lasot_sequence(d, n, "lasot"))
     return out
 
@@ -500,10 +157,10 @@ def got10k_sequence_names(root: Path, split: str) -> list[str]:
     """Names from ``<root>/<split>/list.txt``."""
     split_dir = Path(root) / split
     if not split_dir.is_dir():
-        raise _missing(split_dir, f"GOT-10k {split} folder")
+        raise missing(split_dir, f"GOT-10k {split} folder")
     list_file = split_dir / "list.txt"
     if not list_file.is_file():
-        raise _missing(list_file, f"GOT-10k {split} list.txt", "every GOT-10k split folder ships one")
+        raise missing(list_file, f"GOT-10k {split} list.txt", "every GOT-10k split folder ships one")
     return read_name_list(list_file, "GOT-10k list.txt")
 
 
@@ -511,7 +168,7 @@ def read_got10k_sequence(seq_dir: Path, split: str, *, labels: bool = True) -> S
     """One GOT-10k sequence. ``labels=False`` skips ``cover.label``/``cut_by_image.label``/meta extras."""
     name = seq_dir.name
     if not seq_dir.is_dir():
-        raise _missing(seq_dir, f"GOT-10k sequence folder '{name}' listed in {seq_dir.parent / 'list.txt'}")
+        raise missing(seq_dir, f"GOT-10k sequence folder '{name}' listed in {seq_dir.parent / 'list.txt'}")
     gt = read_boxes(seq_dir / "groundtruth.txt")
     if split == "test":
         # The test split publishes the first box only: the frame count comes from the folder.
@@ -572,7 +229,7 @@ def read_trackingnet_test(root: Path) -> list[Sequence]:
     root = Path(root)
     anno_dir = root / "TEST" / "anno"
     if not anno_dir.is_dir():
-        raise _missing(anno_dir, "TrackingNet TEST/anno folder")
+        raise missing(anno_dir, "TrackingNet TEST/anno folder")
     out = []
     for anno in sorted(anno_dir.glob("*.txt"), key=lambda p: p.name):
         name = anno.stem
@@ -604,7 +261,7 @@ def read_tnl2k(root: Path) -> list[Sequence]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise _missing(root, "TNL2K root")
+        raise missing(root, "TNL2K root")
     seq_dirs = sorted((d for d in root.iterdir() if (d / "groundtruth.txt").is_file()), key=lambda d: d.name)
     if not seq_dirs:
         raise DatasetNotFoundError(f"no TNL2K sequences (<seq>/groundtruth.txt) under {root}")
@@ -617,7 +274,7 @@ def read_tnl2k(root: Path) -> list[Sequence]:
             if i > 0 and (d.name, p.name) in TNL2K_DAMAGED_FRAMES:
                 frames[i] = frames[i - 1]
         lang = d / "language.txt"
-        language = _read_text(lang, "language.txt").strip() if lang.is_file() else None
+        language = read_text(lang, "language.txt").strip() if lang.is_file() else None
         out.append(Sequence(name=d.name, frames=frames, boxes=gt, dataset="tnl2k", language=language or None))
     return out
 
@@ -650,7 +307,7 @@ def _otb_annotation_files(seq_dir: Path) -> list[tuple[str, Path]]:
     multi = []
     for f in seq_dir.glob("groundtruth_rect.*.txt"):
         k = f.name[len("groundtruth_rect."):-len(".txt")]
-        if k.isdigit() and f.stat().st_size > 0 and _read_text(f, "OTB ground truth").strip():
+        if k.isdigit() and f.stat().st_size > 0 and read_text(f, "OTB ground truth").strip():
             multi.append((int(k), f))  # Human4: .1 is empty, .2 is the target
     multi.sort()
     if len(multi) == 1:
@@ -666,7 +323,7 @@ def read_otb(root: Path) -> list[Sequence]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise _missing(root, "OTB root")
+        raise missing(root, "OTB root")
     out = []
     for seq_dir in sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: d.name.lower()):
         annos = _otb_annotation_files(seq_dir)
@@ -701,7 +358,7 @@ def read_nfs_vatic(path: Path, name: str) -> dict[int, tuple[list[float], bool, 
     the 30-fps frames are the rows with ``(frame - 1) % 8 == 0``.
     """
     out = {}
-    for lineno, raw in enumerate(_read_text(path, "NFS annotation").splitlines(), 1):
+    for lineno, raw in enumerate(read_text(path, "NFS annotation").splitlines(), 1):
         line = raw.strip()
         if not line:
             continue
@@ -732,7 +389,7 @@ def read_nfs(root: Path) -> list[Sequence]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise _missing(root, "NFS root")
+        raise missing(root, "NFS root")
     if (root / "anno").is_dir() and (root / "sequences").is_dir():
         return _read_nfs_pytracking(root)
     out = []
@@ -793,7 +450,7 @@ def _uav_dirs(root: Path) -> tuple[Path, Path]:
         anno, data = base / "anno" / "UAV123", base / "data_seq" / "UAV123"
         if anno.is_dir():
             return anno, data
-    raise _missing(root / "anno" / "UAV123", "UAV123 annotation folder")
+    raise missing(root / "anno" / "UAV123", "UAV123 annotation folder")
 
 
 def read_uav123(root: Path) -> list[Sequence]:
@@ -855,7 +512,7 @@ def read_folder(root: Path) -> list[Sequence]:
     """One sequence (``root/groundtruth.txt``) or a folder of them (``root/<seq>/groundtruth.txt``)."""
     root = Path(root)
     if not root.is_dir():
-        raise _missing(root, "sequence folder")
+        raise missing(root, "sequence folder")
     if (root / "groundtruth.txt").is_file():
         return [read_folder_sequence(root)]
     dirs = sorted((d for d in root.iterdir() if (d / "groundtruth.txt").is_file()), key=lambda d: natural_key(d.name))
@@ -863,3 +520,15 @@ def read_folder(root: Path) -> list[Sequence]:
         raise DatasetNotFoundError(f"no groundtruth.txt in {root} or in its sub-folders")
     return [read_folder_sequence(d) for d in dirs]
 
+
+__all__ = [
+    "LASOT_TEST_SPLIT", "lasot_test_names", "lasot_sequence_dir", "lasot_sequences_on_disk", "lasot_split_names",
+    "read_lasot_sequence", "read_lasot", "read_lasot_ext", "got10k_sequence_names", "read_got10k_sequence",
+    "read_got10k", "trackingnet_frames", "read_trackingnet_test", "TNL2K_DAMAGED_FRAMES", "read_tnl2k",
+    "OTB_FRAME_RANGES", "OTB_INIT_OMIT", "read_otb", "NFS_IGNORE_FROM", "read_nfs_vatic", "read_nfs",
+    "UAV123_SUBSEQUENCE_STARTS", "read_uav123", "FOLDER_FRAME_DIRS", "read_folder_sequence", "read_folder",
+    # re-exported from the modules they moved to (importers still find them here)
+    "DatasetError", "DatasetFormatError", "DatasetNotFoundError", "FrameList", "IMAGE_EXTENSIONS", "image_size",
+    "natural_key", "list_images", "numbered_images", "frames_in_range", "compact_frames", "read_boxes",
+    "read_flags", "read_ini", "read_name_list", "parse_resolution",
+]

@@ -1,4 +1,4 @@
-"""Template/search pair sampling over dataset readers' ``list[Sequence]`` (spec §4.1, §4.2).
+"""Template/search pair sampling over dataset readers' ``list[Sequence]`` (see ``docs/datasets.md``, sampling).
 
 Reproducibility contract: item ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)`` and the data.
 Every item owns a PCG64 generator seeded with ``(seed, e, i)`` (the official pipeline seeds one per batch
@@ -6,28 +6,24 @@ slot instead, which ties results to the number of workers), and the epoch's list
 draws is a pure function of ``(seed, e)``. So results do not depend on the number of DataLoader workers,
 on the batch size, on the number of ranks, or on where a run was resumed.
 
-Distributed training: the per-epoch list is already globally shuffled, so ranks can simply *stride*
-through it. :class:`PairIndexSampler` gives rank ``r`` of ``R`` the indices ``r, r + R, r + 2R, ...`` as
-``(epoch, index)`` keys; with a per-rank batch of ``G / R`` the ranks' step-``k`` batches together are
-exactly indices ``[k G, (k + 1) G)``, the same global batch for any ``R``. ``DistributedSampler(dataset,
-shuffle=False)`` strides the same way but passes plain indices, which then use the epoch set by
-:meth:`PairDataset.set_epoch` in the worker's copy of the dataset (fine unless ``persistent_workers=True``).
+Distributed training: the per-epoch list is already globally shuffled, so every rank can take its own
+slice of each global batch; the trainer's batch sampler (:class:`lorat.train.trainer.RankBatches`, the one
+sampler of the library) does that and passes plain indices, which use the epoch set by
+:meth:`PairDataset.set_epoch` (set before each epoch's iterator is built, so workers see it unless
+``persistent_workers=True``). ``(epoch, index)`` keys are accepted too and need no epoch state.
 """
 from __future__ import annotations
 
-import math
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from collections.abc import Sequence as Seq
-from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.utils.data
 
 from lorat import boxes as bx
+from lorat.data.images import read_image
 from lorat.data.sequence import Sequence
 from lorat.data.transforms import collate_pairs
 
@@ -131,20 +127,28 @@ def sample_frame_pair(mask: np.ndarray, rng: np.random.Generator, max_gap: int =
     return z, int(rng.choice(candidates))
 
 
-def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Decode a frame to ``(H, W, 3)`` uint8 RGB with OpenCV (EXIF orientation applied).
+read_image_rgb = read_image
+"""The frame reader of training: :func:`lorat.data.images.read_image` (the one tracking uses too)."""
 
-    Raises:
-        FileNotFoundError: the file does not exist (the message names it).
-        ValueError: OpenCV cannot decode it (corrupt or not an image; the message names it).
+
+def sampling_units(sequences: Seq[Sequence]) -> list[np.ndarray]:
+    """Group ``sequences`` into sampling units, in order of first appearance.
+
+    Sequences with the same :attr:`Sequence.sampling_unit` form one unit (COCO: the objects of one image);
+    a sequence without one is a unit of its own. Returns, per unit, the int64 indices of its sequences.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"frame not found: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot decode frame (corrupt or not an image): {path}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    units: list[list[int]] = []
+    where: dict[str, int] = {}
+    for i, seq in enumerate(sequences):
+        key = seq.sampling_unit
+        if key is None:
+            units.append([i])
+        elif key in where:
+            units[where[key]].append(i)
+        else:
+            where[key] = len(units)
+            units.append([i])
+    return [np.asarray(u, dtype=np.int64) for u in units]
 
 
 # ======================================================================================= dataset
@@ -153,7 +157,9 @@ class PairDataset(torch.utils.data.Dataset):
 
     Args:
         datasets: one ``list[Sequence]`` per dataset (as the readers return them). Sequences without a
-            valid frame (see :func:`valid_frame_mask`) are dropped; weights count the rest.
+            valid frame (see :func:`valid_frame_mask`) are dropped. The rest are grouped into sampling
+            units (:attr:`Sequence.sampling_unit`; COCO: one unit per image): the epoch plan and the weights
+            count units, and an item takes one track of its unit uniformly.
         transform: ``transform(z_image, z_box, x_image, x_box, rng) -> dict | None`` with ``(H, W, 3)``
             uint8 RGB frames and xyxy boxes in image pixels, e.g. :class:`lorat.data.transforms.
             SiameseTrainTransform`. ``None`` rejects the pair.
@@ -163,11 +169,12 @@ class PairDataset(torch.utils.data.Dataset):
         groups, group_weights: grouped weighting instead of ``weights``, see :func:`dataset_sampling_weights`.
         max_gap: search-frame window half-width in frames.
         max_redraws: give up (``RuntimeError``) after this many rejected draws for one item.
-        image_reader: ``path -> (H, W, 3) uint8 RGB``; default :func:`read_image_rgb`.
+        image_reader: ``path -> (H, W, 3) uint8 RGB``; default :func:`lorat.data.images.read_image`.
 
     Items are the transform's dict plus ``pair``: int64 ``(dataset, sequence, z_frame, x_frame)`` of the
-    pair finally used. A rejected pair (failed crop checks, or a box that is empty once clipped to the
-    image) is redrawn from a random dataset (by weight) and a random sequence, with the item's generator
+    pair finally used (``sequence`` indexes ``self.sequences[dataset]``, the track, not the unit).
+    A rejected pair (failed crop checks, or a box that is empty once clipped to the
+    image) is redrawn from a random dataset (by weight) and a random unit, with the item's generator
     (official behaviour). Keys are an index (current epoch, see :meth:`set_epoch`) or ``(epoch, index)``.
     """
 
@@ -175,7 +182,7 @@ class PairDataset(torch.utils.data.Dataset):
                  samples_per_epoch: int, seed: int = 42, weights: Seq[float] | None = None,
                  groups: Seq[Seq[int]] | None = None, group_weights: Seq[float] | None = None,
                  max_gap: int = MAX_GAP, max_redraws: int = 100,
-                 image_reader: Callable[[Any], np.ndarray] = read_image_rgb):
+                 image_reader: Callable[[Any], np.ndarray] = read_image):
         if samples_per_epoch <= 0:
             raise ValueError(f"samples_per_epoch must be positive, got {samples_per_epoch}")
         self.sequences: list[list[Sequence]] = []
@@ -184,7 +191,9 @@ class PairDataset(torch.utils.data.Dataset):
             kept = [(s, m) for s in ds for m in [valid_frame_mask(s)] if m.any()]
             self.sequences.append([s for s, _ in kept])
             self.masks.append([m for _, m in kept])
-        self.num_sequences = [len(s) for s in self.sequences]
+        self.units: list[list[np.ndarray]] = [sampling_units(seqs) for seqs in self.sequences]
+        """Per dataset, per unit: int64 indices into ``self.sequences[dataset]`` of the unit's tracks."""
+        self.num_sequences = [len(u) for u in self.units]  # what the plan draws from: units
         if weights is not None:
             if groups is not None or group_weights is not None:
                 raise ValueError("pass either weights or groups/group_weights, not both")
@@ -232,10 +241,13 @@ class PairDataset(torch.utils.data.Dataset):
         epoch, index = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (self.epoch, int(key))
         if not 0 <= index < self.samples_per_epoch:
             raise IndexError(f"index {index} out of range for {self.samples_per_epoch} samples per epoch")
-        dataset_idx, sequence_idx = self.plan(epoch)
-        d, s = int(dataset_idx[index]), int(sequence_idx[index])
+        dataset_idx, unit_idx = self.plan(epoch)
+        d, u = int(dataset_idx[index]), int(unit_idx[index])
         rng = self.item_rng(epoch, index)
         for _ in range(self.max_redraws):
+            tracks = self.units[d][u]
+            # a one-track unit (every video) draws nothing here, so its stream is that of a plain sequence
+            s = int(tracks[0] if len(tracks) == 1 else tracks[rng.integers(0, len(tracks))])
             sequence = self.sequences[d][s]
             z, x = sample_frame_pair(self.masks[d][s], rng, self.max_gap)
             z_image, z_box = self._load(sequence, z)
@@ -246,42 +258,12 @@ class PairDataset(torch.utils.data.Dataset):
             if sample is not None:
                 sample["pair"] = torch.tensor([d, s, z, x], dtype=torch.int64)
                 return sample
-            # rejected: redraw with index=None semantics (random dataset by weight, random sequence)
+            # rejected: redraw with index=None semantics (random dataset by weight, random unit)
             d = int(rng.choice(len(self.weights), p=self.weights))
-            s = int(rng.integers(0, self.num_sequences[d]))
+            u = int(rng.integers(0, self.num_sequences[d]))
         raise RuntimeError(f"no valid training pair after {self.max_redraws} draws for epoch {epoch}, "
                            f"item {index}; check the boxes and the transform's size limits")
 
 
-class PairIndexSampler(torch.utils.data.Sampler):
-    """Yields ``(epoch, index)`` keys of one rank's share of an epoch, striding through the global list.
-
-    Rank ``r`` of ``world_size`` gets ``r, r + world_size, ...``; with ``drop_last`` every rank gets
-    ``floor(num_samples / world_size)`` keys (equal step counts under DDP). Call :meth:`set_epoch` each
-    epoch. Because the epoch travels inside each key, workers never need the dataset's current epoch, so
-    this works with ``persistent_workers=True``.
-    """
-
-    def __init__(self, num_samples: int, rank: int = 0, world_size: int = 1, epoch: int = 0,
-                 drop_last: bool = True):
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} outside world of size {world_size}")
-        self.num_samples, self.rank, self.world_size = int(num_samples), int(rank), int(world_size)
-        self.epoch = int(epoch)
-        self.drop_last = drop_last
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        if self.drop_last:
-            return self.num_samples // self.world_size
-        return math.ceil((self.num_samples - self.rank) / self.world_size)
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        for j in range(len(self)):
-            yield self.epoch, self.rank + j * self.world_size
-
-
 __all__ = ["MAX_GAP", "dataset_sampling_weights", "epoch_plan", "valid_frame_mask", "sample_frame_pair",
-           "read_image_rgb", "PairDataset", "PairIndexSampler"]
+           "read_image_rgb", "sampling_units", "PairDataset"]

@@ -22,6 +22,10 @@ class Sequence:
         object_class: class label where the dataset has one.
         language: natural-language description where the dataset has one (LaSOT, TNL2K).
         extra: anything else a reader wants to keep (e.g. GOT-10k ``cover.label``).
+        sampling_unit: what the training sampler draws uniformly. Sequences sharing a unit are tracks of
+            one video or image (COCO: the objects of one image); the sampler picks a unit, then one of its
+            tracks uniformly, and a dataset's size for the sampling weights is its number of units.
+            None: the sequence is a unit of its own (every video dataset).
     """
 
     name: str
@@ -32,6 +36,7 @@ class Sequence:
     object_class: str | None = None
     language: str | None = None
     extra: dict = field(default_factory=dict)
+    sampling_unit: str | None = None
 
     def __len__(self) -> int:
         return len(self.frames)

@@ -1,7 +1,7 @@
 """SiamFC cropping, training augmentation, labels and the template foreground mask.
 
-One crop function, :func:`crop_and_resize`, serves training *and* tracking (spec §4.4, §5). Everything else
-here is the training transform of the official LoRAT pipeline (spec §3.1, §1.3, §4.3-4.5), reproduced
+One crop function, :func:`crop_and_resize`, serves training *and* tracking. Everything else
+here is the training transform of the official LoRAT pipeline (``docs/datasets.md``, training pairs), reproduced
 operation by operation, in the official order and with the official order of random draws:
 
     template crop params (no jitter)  ->  search crop params (jitter, validity, up to 12 attempts)
@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from lorat import boxes as bx
+from lorat.config import GEOMETRIES  # the one geometry table (config owns ModelConfig's sizes)
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -41,7 +42,7 @@ def _wh(size: int | Sequence[int]) -> np.ndarray:
 
 # ================================================================================ crop parameters
 def siamfc_scale(box: np.ndarray, area_factor: float, output_size: int | Sequence[int]) -> np.ndarray:
-    """Scale ``(2,)`` (equal on both axes) of the SiamFC context rule (spec §4.3).
+    """Scale ``(2,)`` (equal on both axes) of the SiamFC context rule.
 
     The crop region is ``(w + p) x (h + p)`` with context ``p = (f - 1)(w + h) / 2``, and the scale maps its
     area onto the output area: ``s = sqrt(W_out H_out / ((w + p)(h + p)))``. For a square box the crop side
@@ -67,7 +68,7 @@ def siamfc_crop_params(box: np.ndarray, area_factor: float, output_size: int | S
 def jittered_crop_params(box: np.ndarray, area_factor: float, output_size: int | Sequence[int],
                          scale_jitter: float, translation_jitter: float, rng: np.random.Generator
                          ) -> tuple[np.ndarray, np.ndarray]:
-    """One draw of jittered search-crop parameters (spec §4.3).
+    """One draw of jittered search-crop parameters.
 
     * scale: ``s / exp(N(0, 1) * scale_jitter)``, drawn independently for x and y (aspect changes too);
     * translation: centred with the jittered scale, then ``+ U(-1, 1) * M`` per axis with
@@ -145,7 +146,7 @@ def image_mean(image: np.ndarray | torch.Tensor) -> torch.Tensor:
 def crop_and_resize(image: np.ndarray | torch.Tensor, scale: np.ndarray, translation: np.ndarray,
                     output_size: int | Sequence[int], pad_color: np.ndarray | torch.Tensor | None = None
                     ) -> CropResult:
-    """Resample ``image`` through ``p -> p * scale + translation`` into an ``output_size`` canvas (spec §4.4).
+    """Resample ``image`` through ``p -> p * scale + translation`` into an ``output_size`` canvas.
 
     Pixel-aligned, as the official ``scale_and_translate``:
 
@@ -311,10 +312,10 @@ def _pil_box_radius(radius: float, passes: int = 3) -> np.float32:
     r = f32(radius)
     sigma2 = f32(r * r) / f32(passes)
     big_l = f32(np.sqrt(12.0 * float(sigma2) + 1.0))  # double sqrt stored to float, as in C
-    l = f32(np.floor((float(big_l) - 1.0) / 2.0))
-    a = (f32(2) * l + f32(1)) * (l * (l + f32(1)) - f32(3) * sigma2)
-    a = f32(a / (f32(6) * (sigma2 - (l + f32(1)) * (l + f32(1)))))
-    return f32(l + a)
+    half = f32(np.floor((float(big_l) - 1.0) / 2.0))  # Pillow's integer box half-width "l"
+    a = (f32(2) * half + f32(1)) * (half * (half + f32(1)) - f32(3) * sigma2)
+    a = f32(a / (f32(6) * (sigma2 - (half + f32(1)) * (half + f32(1)))))
+    return f32(half + a)
 
 
 def _pil_box_blur_lines(lines: np.ndarray, float_radius: np.float32) -> np.ndarray:
@@ -396,7 +397,7 @@ def normalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
 # ======================================================================================= labels
 def positive_cell_indices(box: np.ndarray, search_size: int | Sequence[int],
                           feat_size: int | Sequence[int]) -> np.ndarray:
-    """Flat row-major indices ``(P,)`` int64 of every response cell the crop box overlaps (spec §3.1).
+    """Flat row-major indices ``(P,)`` int64 of every response cell the crop box overlaps.
 
     ``box`` is xyxy in search-crop pixels (clipped to the crop). It is multiplied by
     ``feat_size / search_size`` (1/14 per axis) and rasterised (:func:`lorat.boxes.rasterize`); cells
@@ -415,7 +416,7 @@ def positive_cell_indices(box: np.ndarray, search_size: int | Sequence[int],
 
 def template_foreground_mask(box: np.ndarray, template_size: int | Sequence[int],
                              feat_size: int | Sequence[int]) -> np.ndarray:
-    """``(H_feat, W_feat)`` int64 mask: 1 on every template cell the box overlaps, else 0 (spec §1.3).
+    """``(H_feat, W_feat)`` int64 mask: 1 on every template cell the box overlaps, else 0.
 
     ``box`` is xyxy in template-crop pixels. It is clipped to the crop, divided by the stride
     ``template_size / feat_size`` and rasterised; the same function serves training and tracking.
@@ -466,13 +467,12 @@ class TransformConfig:
 
     @classmethod
     def for_resolution(cls, search_size: int, **overrides: Any) -> TransformConfig:
-        """Official geometry: 224 -> (112, 224, factor 4), 378 -> (196, 378, factor 5)."""
-        geometry = {224: (112, 4.0), 378: (196, 5.0)}
-        if search_size not in geometry:
-            raise ValueError(f"no official geometry for search size {search_size}; pass sizes explicitly")
-        template, factor = geometry[search_size]
-        return cls(**{"template_size": template, "search_size": search_size,
-                      "search_area_factor": factor, **overrides})
+        """Official geometry from :data:`lorat.config.GEOMETRIES`: 224 -> (112, 224, factor 4),
+        378 -> (196, 378, factor 5)."""
+        if search_size not in GEOMETRIES:
+            raise ValueError(f"no official geometry for search size {search_size} (known: {sorted(GEOMETRIES)}); "
+                             f"pass sizes explicitly")
+        return cls(**{**GEOMETRIES[search_size], **overrides})
 
     @classmethod
     def from_model_config(cls, cfg: Any, **overrides: Any) -> TransformConfig:
@@ -501,7 +501,8 @@ class SiameseTrainTransform:
     * ``z_box`` / ``x_box``: ``(4,)`` float32 boxes in crop pixels after augmentation and clipping.
 
     ``None`` means the search crop failed its checks in all attempts (or a box degenerated); the caller
-    redraws the pair (spec §4.2). All randomness comes from ``rng``, in the official order.
+    redraws the pair (:class:`lorat.data.sampler.PairDataset`). All randomness comes from ``rng``, in the
+    official order.
     """
 
     def __init__(self, config: TransformConfig | None = None):
@@ -520,7 +521,7 @@ class SiameseTrainTransform:
         x_box = np.asarray(x_box, dtype=np.float64)
         if not (bx.is_valid(z_box) and bx.is_valid(x_box)):
             return None
-        # crop parameters: the template is never jittered nor checked; the search is (spec §4.3)
+        # crop parameters: the template is never jittered nor checked; the search is jittered and checked
         z_s, z_t = siamfc_crop_params(z_box, c.template_area_factor, c.template_size)
         x_params = search_crop_params(x_box, c.search_area_factor, c.search_size, rng, c.scale_jitter,
                                       c.translation_jitter, c.min_object_size, float("inf"), 0.0,
@@ -532,7 +533,7 @@ class SiameseTrainTransform:
         z, x = z_crop.div_(255.0), x_crop.div_(255.0)
         zb, xb = boxes_to_crop(z_box, z_s, z_t), boxes_to_crop(x_box, x_s, x_t)
 
-        # augmentation (spec §4.5): flip and colour jitter per image (template first), 3-augment shared
+        # augmentation: flip and colour jitter per image (template first), 3-augment shared
         if c.flip_prob > 0 and rng.random() < c.flip_prob:
             z, zb = hflip(z, zb)
         if c.flip_prob > 0 and rng.random() < c.flip_prob:
@@ -565,7 +566,7 @@ class SiameseTrainTransform:
 
 
 def collate_pairs(samples: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Batch samples of :class:`SiameseTrainTransform` into model inputs and loss targets (spec §3.1).
+    """Batch samples of :class:`SiameseTrainTransform` into model inputs and loss targets.
 
     Returns ``z`` ``(B, 3, Hz, Wz)``, ``x``, ``z_feat_mask`` ``(B, Hz', Wz')``, and the targets
     ``positive_sample_batch_dim_indices`` / ``positive_sample_map_dim_indices`` ``(P,)`` int64 (samples

@@ -2,7 +2,7 @@
 
 Pure numpy. Every function here mirrors one reference implementation, including its quirks,
 so that published numbers can be re-computed bit-for-bit (within float rounding). Definitions
-and the reasoning behind each rule: ``shared/docs/metrics-and-formats.md`` (sections 1-3, 7).
+and the reasoning behind each rule: ``docs/metrics.md``.
 
 Families implemented in this module (GOT-10k / OTB-toolkit / TrackingNet live in
 :mod:`lorat.eval.toolkit_metrics`):
@@ -359,7 +359,7 @@ def format_results_table(row_labels: Sequence[str], scores: Mapping[str, Sequenc
     lines = [header]
     for i, label in enumerate(row_labels):
         line = f"{label:<{name_w}} |"
-        for (title, values), w in zip(scores.items(), widths):
+        for values, w in zip(scores.values(), widths):
             line += f" {format(float(np.float32(values[i])), '0.2f'):<{w}} |"
         lines.append(line)
     return lines

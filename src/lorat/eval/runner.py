@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import boxes as bx
+from ..data.formats import format_boxes, read_boxes
 from ..data.sequence import Sequence
 from ..files import atomic_path, atomic_write_text
 from ..track.video import read_image
@@ -186,7 +187,7 @@ class _Active:
 
 
 def _format_boxes(rows: Seq[np.ndarray], delimiter: str = "\t", fmt: str = "%.3f") -> str:
-    return "".join(delimiter.join(fmt % v for v in r) + "\n" for r in rows)
+    return format_boxes(rows, delimiter, fmt)
 
 
 def _finish(a: _Active) -> None:
@@ -294,14 +295,7 @@ def evaluate(tracker, benchmarks: Mapping[str, Seq[Sequence]], output: str | os.
 # ============================================================================ reading results, submissions
 def read_result(path: str | os.PathLike) -> np.ndarray:
     """``(N, 4)`` float64 boxes of a raw result file (tab, comma or space separated)."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                rows.append([float(v) for v in line.replace(",", " ").replace("\t", " ").split()])
-    arr = np.asarray(rows, dtype=np.float64).reshape(-1, 4) if rows else np.zeros((0, 4))
-    return arr
+    return read_boxes(path, "result file", skip_blank_lines=True, header=False)
 
 
 def _read_times(path: Path) -> np.ndarray:

@@ -11,7 +11,7 @@ TrackingNet devkit, mirrored in pure numpy including their quirks.
   NaN, NaN-skipping max/min in the intersection (pandas), success ``>=``, 21-point curves and
   trapezoid areas: :func:`trackingnet_sequence`, :func:`trackingnet_scores`.
 
-Background: ``shared/docs/metrics-and-formats.md`` sections 1, 4 and 5.
+Background: ``docs/metrics.md`` (IoU conventions, the GOT-10k, OTB and TrackingNet rules).
 """
 from __future__ import annotations
 

@@ -30,6 +30,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..data.formats import write_boxes  # the one box-file writer, re-exported here
+from ..data.images import IMAGE_EXTENSIONS, read_image  # the one image reader (training uses it too)
 from ..files import atomic_write_text
 from ..loading import add_model_arguments, model_from_args  # re-exported: the CLI's model options
 
@@ -38,43 +40,7 @@ __all__ = ["IMAGE_EXTENSIONS", "read_image", "FrameSource", "ImageFolderSource",
            "write_boxes", "parse_box", "TrackRun", "track_source", "add_model_arguments", "model_from_args",
            "add_track_arguments", "run_track"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
 # ============================================================================ reading frames
-def _jpeg_is_truncated(data: bytes) -> bool:
-    # Scan data cannot contain a bare 0xFFD9/0xFFDA (0xFF is byte-stuffed there), so a complete file has an
-    # end-of-image marker after its last start-of-scan marker. libjpeg only *warns* on a truncated file
-    # and returns the image with its bottom filled grey; this check turns that into an error.
-    last_scan = data.rfind(b"\xff\xda")
-    return last_scan < 0 or data.rfind(b"\xff\xd9") < last_scan
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to ``(H, W, 3)`` uint8 RGB.
-
-    Raises FileNotFoundError for a missing file and ValueError naming the file for an empty, truncated
-    (JPEG without end marker, PNG without ``IEND``) or undecodable one.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image not found: {path}") from None
-    except IsADirectoryError:
-        raise ValueError(f"expected an image file, got a folder: {path}") from None
-    if not data:
-        raise ValueError(f"image file is empty: {path}")
-    if data[:2] == b"\xff\xd8" and _jpeg_is_truncated(data):
-        raise ValueError(f"corrupt frame: {path} is a truncated JPEG (no end-of-image marker)")
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-16:]:
-        raise ValueError(f"corrupt frame: {path} is a truncated PNG (no IEND chunk)")
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None or bgr.size == 0:
-        raise ValueError(f"corrupt frame: cannot decode image {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 class FrameSource:
     """Iterable of ``(H, W, 3)`` uint8 RGB frames with a ``name``, an ``fps`` and (if known) ``num_frames``."""
 
@@ -90,7 +56,7 @@ class ImageFolderSource(FrameSource):
     """Images in a folder (``.jpg .jpeg .png .bmp .webp``) in natural order (``2.jpg`` before ``10.jpg``)."""
 
     def __init__(self, folder: str | os.PathLike, fps: float | None = None) -> None:
-        from ..data.benchmarks import natural_key
+        from ..data.frames import natural_key
 
         self.folder = Path(folder)
         if not self.folder.is_dir():
@@ -283,13 +249,6 @@ class AtomicVideoWriter:
             self.close()
         else:
             self.abort()
-
-
-def write_boxes(path: str | os.PathLike, boxes_xywh: Sequence[Sequence[float]] | np.ndarray,
-                delimiter: str = ",", fmt: str = "%.3f") -> None:
-    """One ``x,y,w,h`` line per frame, written atomically."""
-    rows = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
-    atomic_write_text(path, "".join(delimiter.join(fmt % v for v in r) + "\n" for r in rows))
 
 
 def parse_box(text: str) -> tuple[float, float, float, float]:
