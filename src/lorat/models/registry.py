@@ -25,7 +25,7 @@ from torch import nn
 StateDict = dict[str, torch.Tensor]
 
 # Modules that register architectures when imported (kept lazy so `import lorat` stays cheap and acyclic).
-ARCH_MODULES: tuple[str, ...] = ("lorat.models.lorat",)
+ARCH_MODULES: tuple[str, ...] = ("lorat.models.lorat", "lorat.models.spmtrack")
 
 
 @dataclass(frozen=True)
