@@ -11,7 +11,7 @@ from lorat.config import GEOMETRIES, VIT_VARIANTS, apply_overrides
 from lorat.models.peft import has_lora
 from lorat.models.registry import get_preset
 
-PRESETS = lorat.list_models()
+PRESETS = lorat.list_models("lorat-")  # LoRAT presets; other architectures test their own
 
 
 def test_all_variants_and_resolutions_are_registered():

@@ -7,11 +7,15 @@ import numpy as np
 import pytest
 
 from lorat.data.sequence import Sequence
-from lorat.train.spmtrack_sampler import (TupletSamplingConfig, TupletSamplingError, sample_sequence_tuplet,
-                                          sample_tuplet)
+from lorat.train.spmtrack_sampler import (
+    TupletSamplingConfig,
+    TupletSamplingError,
+    sample_sequence_tuplet,
+    sample_tuplet,
+)
 
 
-def _check(mask, templates, searches, cfg=TupletSamplingConfig()):
+def _check(mask, templates, searches):
     assert len(templates) == 3 and len(searches) == 2
     frames = templates + searches
     assert all(mask[f] for f in frames)

@@ -1,6 +1,7 @@
 """SPMTrack's training tuplet sampling: 3 templates and 2 search frames from one track.
 
-The official algorithm (``SPMTrack_train/training_tuplet_sampling/_algos.py``; defaults of ``config/SPMTrack/run.yaml``):
+The official algorithm (``SPMTrack_train/training_tuplet_sampling/_algos.py``; defaults of
+``config/SPMTrack/run.yaml``):
 
 1. a base template ``z*`` uniform over the valid frames;
 2. 2 more templates drawn **with replacement** from the valid frames in ``[z* - 200, z* + 200]`` other than ``z*``;
