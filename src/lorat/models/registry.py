@@ -25,7 +25,8 @@ from torch import nn
 StateDict = dict[str, torch.Tensor]
 
 # Modules that register architectures when imported (kept lazy so `import lorat` stays cheap and acyclic).
-ARCH_MODULES: tuple[str, ...] = ("lorat.models.lorat", "lorat.models.ostrack", "lorat.models.lorat_students")
+ARCH_MODULES: tuple[str, ...] = ("lorat.models.lorat", "lorat.models.lorat_students", "lorat.models.spmtrack",
+                                  "lorat.models.ostrack")
 
 
 @dataclass(frozen=True)
