@@ -42,7 +42,8 @@ DEMO_MODEL = ModelConfig(name="lorat-demo", embed_dim=128, depth=4, num_heads=4,
 #: official tracker takes the prediction as is (1.0); on the demo's small model a slight per-frame size bias
 #: compounds: a box too large gives a larger crop, a smaller-looking target and a still larger box (measured
 #: with the domain-A model: median predicted/true size 2.45 free-running vs 1.17 when the crop is recentred on the
-#: true box each frame, AUC 9.7 vs 30.9). SiamFC/SiamRPN-style size smoothing damps that loop.
+#: true box each frame, AUC 9.7 vs 30.9). SiamFC/SiamRPN-style size smoothing damps that loop (same model: median
+#: 1.76, AUC 12.4; see docs/demo.md). The report keeps a row with the official tracker for comparison.
 DEMO_SIZE_LR = 0.3
 
 

@@ -8,7 +8,7 @@ front of it, partial and full exits through the image border, illumination chang
 and sensor noise. Two visual *domains* ("A" and "B") use disjoint texture families, colour
 palettes and object shapes, so a model can be pretrained on one and adapted to the other.
 
-Files follow the GOT-10k layout (see ``docs/DESIGN.md``)::
+Files follow the GOT-10k on-disk layout::
 
     <root>/<split>/list.txt                       sequence names, one per line (written last)
     <root>/<split>/GOT-10k_Train_000001/
