@@ -4,20 +4,25 @@ from __future__ import annotations
 import json
 
 from lorat.cli import main
-from lorat.demo import DemoPlan, run_demo_pipeline
+from lorat.demo import OFFICIAL_LABEL, DemoPlan, run_demo_pipeline
+from lorat.demo_peers import OPENCV_PEERS
 
 
 def test_demo_quick_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "demo"
     numbers = run_demo_pipeline(out, DemoPlan.quick())
     assert set(numbers["auc"]) == {"LoRAT (LoRA on B)", "full fine-tuning on B", "domain-A model as is",
-                                   "repeat first box"}
+                                   "repeat first box", OFFICIAL_LABEL, *OPENCV_PEERS}
+    # The peers ran through the same metric code, with timing files (so an fps).
+    assert all(numbers["fps"][name] > 0 for name in OPENCV_PEERS)
     assert all(0.0 <= v <= 100.0 for v in numbers["auc"].values())
     lora, full = numbers["trainable"]["LoRAT (LoRA on B)"], numbers["trainable"]["full fine-tuning on B"]
     assert 0 < lora < full
     report = (out / "report.md").read_text()
-    assert "| LoRAT (LoRA on B) |" in report and "repeat first box" in report
-    for rel in ("plots/success_plot.png", "frames.png", "results.json", "pretrain_A/backbone_dinov2_layout.safetensors"):
+    assert "| LoRAT (LoRA on B) |" in report and "repeat first box" in report and "| OpenCV CSRT |" in report
+    assert "What you are seeing" in report
+    for rel in ("plots/success_plot.png", "frames.png", "results.json",
+                "pretrain_A/backbone_dinov2_layout.safetensors"):
         assert (out / rel).is_file(), rel
     assert list(out.glob("*.mp4")), "annotated video missing"
     assert json.loads((out / "results.json").read_text())["auc"] == numbers["auc"]
