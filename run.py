@@ -52,6 +52,11 @@ def main(argv: list[str]) -> int:
     cmd, rest = argv[0], argv[1:]
     env = dict(os.environ)
     if cmd == "test":
+        # The style check is part of the test command: a finding fails the run before any test starts.
+        lint = subprocess.call([str(PY), "-m", "ruff", "check", "src", "tests", "benchmarks"], cwd=ROOT, env=env)
+        if lint != 0:
+            print("ruff found style problems (see above); fix them or run `ruff check --fix`", file=sys.stderr)
+            return lint
         args = [str(PY), "-m", "pytest", *rest]
     elif cmd == "demo":
         args = [str(BIN / "lorat"), "demo", *rest]
