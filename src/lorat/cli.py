@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
                "write a model as ONNX (LoRA merged) and check it against PyTorch with onnxruntime"),
     "data": ("lorat.data.datasets", "add_data_arguments", "run_data", "dataset roots: where they are, what is missing"),
     "models": ("lorat.cli", "add_models_arguments", "run_models", "list the model presets"),
+    "bench": ("lorat.bench", "add_bench_arguments", "run_bench_command",
+              "latency / fps per runtime, precision and batch size, with ratios to the official path (JSON)"),
 }
 
 
