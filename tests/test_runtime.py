@@ -17,8 +17,15 @@ import torch
 import lorat
 from lorat import device as device_mod
 from lorat.export import example_inputs, export_onnx
-from lorat.runtime import (ManualAttention, add_runtime_argument, as_module, choose_attention, make_runtime,
-                           runtime_from_args, use_attention)
+from lorat.runtime import (
+    ManualAttention,
+    add_runtime_argument,
+    as_module,
+    choose_attention,
+    make_runtime,
+    runtime_from_args,
+    use_attention,
+)
 
 TOL = {"float32": (1e-4, 1e-4), "bfloat16": (3e-2, 0.15), "int8": (5e-2, 0.3)}
 

@@ -230,7 +230,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
             calls: dict[str, Any] = {}
             for v in variants:
                 if mode == "forward":
-                    calls[v.label] = (lambda fn=v.fn: fn(*inputs))
+                    calls[v.label] = (lambda fn=v.fn, inp=inputs: fn(*inp))
                 else:
                     tracker, ids, frames = _tracker_for(v.fn, device, batch, cfg.seed)
                     calls[v.label] = (lambda t=tracker, i=ids, f=frames: t.track_many(i, f))

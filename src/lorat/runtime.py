@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .device import PRECISIONS, resolve_device, resolve_precision
@@ -178,7 +177,8 @@ class TorchRuntime(Runtime):
                  compile_mode: str | None = None, cache_dir: str | os.PathLike | None = None,
                  copy_model: bool = True) -> None:
         super().__init__(getattr(model, "cfg", None), precision, device)
-        from .models.peft import has_lora, merge_lora as merge_all
+        from .models.peft import has_lora
+        from .models.peft import merge_lora as merge_all
 
         self.name = name
         model = copy.deepcopy(model) if copy_model else model
@@ -204,6 +204,7 @@ class TorchRuntime(Runtime):
         self.info = {"merged_lora": merged or not has_lora(model), "autocast": self.autocast,
                      "weights": str(self.param_dtype).replace("torch.", "")}
         if name == "compile":
+            _raise_recompile_limit()
             if cache_dir is not None:
                 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir))
             if compile_mode is None and device.type == "cuda":
@@ -231,6 +232,16 @@ class TorchRuntime(Runtime):
         with grad_ctx, ctx:
             out = self.fn(z, x, z_feat_mask)
         return {"score_map": out["score_map"].float(), "boxes": out["boxes"].float()}
+
+
+def _raise_recompile_limit(limit: int = 64) -> None:
+    """Every compiled copy of a model shares one ``forward`` code object, and dynamo keeps only 8 graphs per
+    code object by default: a few runtimes x batch sizes in one process would silently fall back to eager."""
+    import torch._dynamo
+
+    cfg = torch._dynamo.config
+    key = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"  # renamed in torch 2.6
+    setattr(cfg, key, max(getattr(cfg, key), limit))
 
 
 class OnnxRuntime(Runtime):
