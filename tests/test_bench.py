@@ -103,3 +103,20 @@ def test_bench_rejects_bad_options():
     assert main(["bench", "--set", *TINY, "--batches", "0", "--no-peak"]) == 1
     with pytest.raises(SystemExit):
         main(["bench", "--runtimes", "tensorrt"])
+
+
+def test_gpu_script_skips_cleanly_without_cuda(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    import torch
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_bench.py"
+    spec = importlib.util.spec_from_file_location("gpu_bench", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    md = tmp_path / "gpu.md"
+    assert mod.main(["--markdown", str(md), "--json", str(tmp_path / "gpu.json")]) == 0
+    assert "no CUDA device" in capsys.readouterr().out and "skipped" in md.read_text()
+    assert not (tmp_path / "gpu.json").exists()  # nothing measured, no result file pretending otherwise
