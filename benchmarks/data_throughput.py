@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/data_throughput.py --preset lorat-s-224 --batch 8 --workers 0 2 --markdown benchmarks/data_throughput.md
+    python benchmarks/data_throughput.py --batch 8 --workers 0 2 --markdown benchmarks/data_throughput.md
 
 A synthetic GOT-10k training split (JPEG frames on disk, the real layout) is written to a temporary folder;
 the trainer's own datasets (``lorat.train.trainer.build_datasets``: pair sampling, SiamFC crops,
