@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "app": ("lorat.app", "add_app_arguments", "run_app",
             "a local web page: open a video, draw boxes, track, download the results (pip install lorat[app])"),
     "models": ("lorat.cli", "add_models_arguments", "run_models", "list the model presets"),
+    "bench": ("lorat.bench", "add_bench_arguments", "run_bench_command",
+              "latency / fps per runtime, precision and batch size, with ratios to the official path (JSON)"),
 }
 
 

@@ -1,0 +1,397 @@
+"""Inference runtimes: one factory that turns a model into a fast callable with the model's signature.
+
+``make_runtime(model, name, precision, device)`` returns a :class:`Runtime`, a callable
+``runtime(z, x, z_feat_mask) -> {"score_map": (B,H,W) float32, "boxes": (B,H,W,4) float32}`` exactly like
+``LoRAT.forward``, so whatever drives the model (the tracker's forward step, ``lorat bench``) only swaps the
+callable. Inputs may come in any float dtype on any device; the runtime casts and moves them.
+
+Runtimes (``RUNTIMES``):
+
+``eager``
+    PyTorch eager under ``inference_mode``; LoRA merged. Half precision follows the project's device rule:
+    on CUDA fp16/bf16 *autocast* over fp32 weights (what the official evaluation runs), elsewhere the
+    weights are cast once (autocast on CPU re-casts every fp32 weight on every call, about 45 % slower at
+    batch 1).
+``compile``
+    ``torch.compile`` (inductor) of the eager model: on CPU with ``freezing`` (weights folded into the
+    graph as constants, which lets oneDNN pre-pack them); on CUDA ``mode="reduce-overhead"`` (CUDA graphs,
+    what batch-1 tracking needs). One graph per batch size (``dynamic=False``). Compiling costs ~20 s per
+    shape cold; inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``, or ``cache_dir`` here) makes later
+    processes start in ~2 s.
+``onnx`` / ``onnx-int8``
+    ONNX Runtime on the graph :func:`lorat.export.export_onnx` writes (or an existing ``lorat export`` file
+    via ``onnx_path``); ``onnx-int8`` is that graph with dynamic int8 quantisation of the MatMul weights
+    (``onnxruntime.quantization.quantize_dynamic``; activations are quantised per call, attention stays
+    fp32). The CPU execution provider has no bf16 GEMM kernels, so ``onnx`` runs float32 only and refuses
+    bf16/fp16 with a clear error.
+
+Attention (``attention=``): ``sdpa`` is ``F.scaled_dot_product_attention`` as the model is written;
+``manual`` is ``softmax(q k^T / sqrt(d)) v`` with two batched matmuls. On CPU, torch's flash-attention
+kernel computes bf16 as fast as fp32 only, so at 224 inputs (320 tokens) the manual form is faster in
+bf16, while at 378 inputs (925 tokens) the N^2 score matrix makes it memory-bound and slower. ``auto``
+(:func:`choose_attention`) picks by device, precision and token count.
+
+Precision names follow :mod:`lorat.device` (``auto``: fp16 autocast on CUDA, bf16 on CPUs with native bf16
+instructions, float32 otherwise).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .device import PRECISIONS, resolve_device, resolve_precision
+
+__all__ = ["RUNTIMES", "ATTENTIONS", "Runtime", "make_runtime", "choose_attention", "resolve_runtime_precision",
+           "use_attention", "ManualAttention", "RuntimeModule", "as_module", "add_runtime_argument",
+           "runtime_from_args"]
+
+RUNTIMES = ("eager", "compile", "onnx", "onnx-int8")
+ATTENTIONS = ("auto", "sdpa", "manual")
+# Above this many tokens the (B, heads, N, N) score matrix of manual attention no longer fits the caches
+# well and the fused SDPA kernel wins even in bf16 (measured: 320 tokens manual faster, 925 slower).
+MANUAL_ATTENTION_MAX_TOKENS = 512
+
+
+# ============================================================================ attention
+class ManualAttention(nn.Module):
+    """``softmax(q k^T * scale) v`` with explicit matmuls; shares ``qkv``/``proj`` with the module it replaces.
+
+    Same parameters and output as :class:`lorat.models.vit.Attention` (fused ``qkv`` rows q | k | v).
+    """
+
+    def __init__(self, attn: nn.Module) -> None:
+        super().__init__()
+        self.num_heads = attn.num_heads
+        self.qkv = attn.qkv
+        self.proj = attn.proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, N, C = x.shape
+        d = C // self.num_heads
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, d).permute(2, 0, 3, 1, 4)  # (3, B, h, N, d)
+        q, k, v = qkv.unbind(0)
+        # Scale q (N*d elements) rather than the scores (N*N).
+        scores = (q * (1.0 / math.sqrt(d))) @ k.transpose(-2, -1)  # (B, h, N, N)
+        out = scores.softmax(dim=-1) @ v  # (B, h, N, d)
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+def _token_count(model: nn.Module) -> int | None:
+    cfg = getattr(model, "cfg", None)
+    try:
+        return int(cfg.template_feat) ** 2 + int(cfg.search_feat) ** 2
+    except (AttributeError, TypeError):
+        return None
+
+
+def choose_attention(device: torch.device, precision: str, tokens: int | None) -> str:
+    """``manual`` for bf16/fp16 on CPU at <= ``MANUAL_ATTENTION_MAX_TOKENS`` tokens, else ``sdpa``.
+
+    On CUDA, SDPA picks the flash / memory-efficient kernels for half precision, so it is always kept.
+    """
+    if device.type == "cpu" and precision != "float32" and tokens is not None and tokens <= MANUAL_ATTENTION_MAX_TOKENS:
+        return "manual"
+    return "sdpa"
+
+
+def use_attention(model: nn.Module, kind: str) -> int:
+    """Switch every fused-qkv attention module of ``model`` to ``kind`` (``sdpa``/``manual``) in place.
+
+    Returns the number of modules switched. Unmerged LoRA attention (split q/k/v) is left as it is.
+    """
+    from .models.vit import Attention
+
+    if kind not in ("sdpa", "manual"):
+        raise ValueError(f"attention={kind!r}; expected sdpa or manual")
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(getattr(child, "qkv", None), nn.Linear):
+                continue  # LoRA-wrapped qkv: the official computation path, keep SDPA
+            if kind == "manual" and isinstance(child, Attention):
+                setattr(parent, name, ManualAttention(child))
+                count += 1
+            elif kind == "sdpa" and isinstance(child, ManualAttention):
+                plain = Attention.__new__(Attention)
+                nn.Module.__init__(plain)
+                plain.num_heads, plain.qkv, plain.proj = child.num_heads, child.qkv, child.proj
+                setattr(parent, name, plain)
+                count += 1
+    return count
+
+
+# ============================================================================ runtimes
+def resolve_runtime_precision(name: str, precision: str, device: torch.device) -> str:
+    """The concrete precision a runtime runs: ``auto`` resolved; ONNX runtimes are float32 (int8 weights)."""
+    if name.startswith("onnx"):
+        key = resolve_precision(precision, device) if precision != "auto" else "float32"
+        if key != "float32":
+            raise ValueError(f"runtime {name!r} runs float32 only (onnxruntime's CPU provider has no bf16/fp16 "
+                             f"GEMM kernels); got precision {precision!r}. Use onnx-int8 for a faster ONNX path.")
+        return key
+    return resolve_precision(precision, device)
+
+
+class Runtime:
+    """A model prepared for inference; call it like the model: ``runtime(z, x, z_feat_mask) -> dict``.
+
+    Attributes: ``name``, ``precision`` (concrete), ``device``, ``attention`` (concrete or None for ONNX),
+    ``cfg`` (the model config), ``info`` (build details for reports: merged, autocast, file paths ...).
+    """
+
+    name = "base"
+
+    def __init__(self, cfg: Any, precision: str, device: torch.device) -> None:
+        self.cfg = cfg
+        self.precision = precision
+        self.device = device
+        self.attention: str | None = None
+        self.info: dict[str, Any] = {}
+
+    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-friendly summary of how this runtime was built."""
+        return {"runtime": self.name, "precision": self.precision, "device": str(self.device),
+                "attention": self.attention, **self.info}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()})"
+
+
+class TorchRuntime(Runtime):
+    """``eager`` and ``compile``: a prepared copy of the PyTorch model (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, name: str, precision: str, device: torch.device, *,
+                 attention: str = "auto", autocast: bool | None = None, merge_lora: bool = True,
+                 compile_mode: str | None = None, cache_dir: str | os.PathLike | None = None,
+                 copy_model: bool = True) -> None:
+        super().__init__(getattr(model, "cfg", None), precision, device)
+        from .models.peft import has_lora
+        from .models.peft import merge_lora as merge_all
+
+        self.name = name
+        model = copy.deepcopy(model) if copy_model else model
+        model.eval().requires_grad_(False)
+        merged = False
+        if merge_lora and has_lora(model):
+            model.merge_lora() if hasattr(model, "merge_lora") else merge_all(model)
+            merged = True
+        dtype = PRECISIONS[precision]
+        # Device rule: half precision = autocast on CUDA (fp32 weights), cast weights elsewhere.
+        self.autocast = (device.type == "cuda") if autocast is None else bool(autocast)
+        if dtype == torch.float32:
+            self.autocast = False
+        model.to(device=device, dtype=torch.float32 if self.autocast else dtype)
+        self.param_dtype = torch.float32 if self.autocast else dtype
+        if attention not in ATTENTIONS:
+            raise ValueError(f"attention={attention!r}; expected one of {', '.join(ATTENTIONS)}")
+        kind = choose_attention(device, precision, _token_count(model)) if attention == "auto" else attention
+        if use_attention(model, kind) == 0 and kind == "manual":
+            kind = "sdpa"  # nothing to switch (unmerged LoRA attention): it keeps SDPA
+        self.attention = kind
+        self.model = model
+        self.info = {"merged_lora": merged or not has_lora(model), "autocast": self.autocast,
+                     "weights": str(self.param_dtype).replace("torch.", "")}
+        if name == "compile":
+            _raise_recompile_limit()
+            if cache_dir is not None:
+                os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir))
+            if compile_mode is None and device.type == "cuda":
+                compile_mode = "reduce-overhead"  # CUDA graphs: batch-1 tracking is launch-bound
+            if compile_mode is not None:
+                self.fn = torch.compile(model, mode=compile_mode, dynamic=False)
+            else:
+                # freezing: parameters become constants, so oneDNN packs the weights once at compile time.
+                self.fn = torch.compile(model, dynamic=False, options={"freezing": device.type == "cpu"})
+            self.info.update(compile_mode=compile_mode or "default", freezing=compile_mode is None
+                             and device.type == "cpu")
+        else:
+            self.fn = model
+
+    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        dt = self.param_dtype
+        z = z.to(self.device, dt, non_blocking=True)
+        x = x.to(self.device, dt, non_blocking=True)
+        z_feat_mask = z_feat_mask.to(self.device, torch.long, non_blocking=True)
+        ctx = (torch.autocast(self.device.type, dtype=PRECISIONS[self.precision]) if self.autocast
+               else contextlib.nullcontext())
+        # Compiled graphs with freezing need grad mode off; inference tensors are not accepted by dynamo
+        # guards everywhere, so compile uses no_grad and eager the (slightly cheaper) inference_mode.
+        grad_ctx = torch.no_grad() if self.name == "compile" else torch.inference_mode()
+        with grad_ctx, ctx:
+            out = self.fn(z, x, z_feat_mask)
+        return {"score_map": out["score_map"].float(), "boxes": out["boxes"].float()}
+
+
+def _raise_recompile_limit(limit: int = 64) -> None:
+    """Every compiled copy of a model shares one ``forward`` code object, and dynamo keeps only 8 graphs per
+    code object by default: a few runtimes x batch sizes in one process would silently fall back to eager."""
+    import torch._dynamo
+
+    cfg = torch._dynamo.config
+    key = "recompile_limit" if hasattr(cfg, "recompile_limit") else "cache_size_limit"  # renamed in torch 2.6
+    setattr(cfg, key, max(getattr(cfg, key), limit))
+
+
+class OnnxRuntime(Runtime):
+    """``onnx`` / ``onnx-int8``: an onnxruntime session over the exported graph (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, name: str, device: torch.device, *, onnx_path: str | os.PathLike | None,
+                 cache_dir: str | os.PathLike | None = None, threads: int | None = None,
+                 allow_spinning: bool = True) -> None:
+        super().__init__(getattr(model, "cfg", None), "float32", device)
+        try:
+            import onnxruntime as ort
+        except ImportError as e:  # the optional 'onnx' extra
+            raise ImportError(f"runtime {name!r} needs onnxruntime and onnx (pip install 'lorat[onnx]'): {e}") from e
+        self.name = name
+        if cache_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="lorat-onnx-")  # lives as long as the runtime
+            cache_dir = self._tmp.name
+        cache_dir = Path(cache_dir)
+        if onnx_path is not None:
+            fp32 = Path(onnx_path)
+            if not fp32.is_file():
+                raise FileNotFoundError(f"ONNX file not found: {fp32} (write one with lorat export)")
+        else:
+            from .export import export_onnx
+
+            fp32 = export_onnx(model, cache_dir / "model.onnx")
+        path = fp32
+        if name == "onnx-int8":
+            path = quantize_int8(fp32, cache_dir / (fp32.stem + ".int8.onnx"))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not allow_spinning:
+            # ORT worker threads spin after each run by default; next to torch in one process they steal the
+            # cores torch's OpenMP threads need (and vice versa), so interleaved benchmarks turn it off.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        self.info = {"onnx": str(path), "providers": self.session.get_providers(),
+                     "weights": "int8" if name == "onnx-int8" else "float32", "allow_spinning": allow_spinning}
+
+    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        feeds = {"z": _np(z, torch.float32), "x": _np(x, torch.float32), "z_feat_mask": _np(z_feat_mask, torch.long)}
+        score_map, boxes = self.session.run(["score_map", "boxes"], feeds)
+        return {"score_map": torch.from_numpy(score_map).to(self.device),
+                "boxes": torch.from_numpy(boxes).to(self.device)}
+
+
+def _np(t: torch.Tensor, dtype: torch.dtype):
+    # .numpy() shares memory when the tensor is already a contiguous CPU tensor of that dtype (no copy).
+    return t.detach().to("cpu", dtype).contiguous().numpy()
+
+
+def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Dynamic int8 quantisation (per-tensor int8 MatMul weights) of an ONNX file, written atomically."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from .files import atomic_path
+
+    dst = Path(dst)
+    # quantize_dynamic logs a warning advising shape-inference pre-processing; it does not change the result
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
+    with atomic_path(dst, suffix=".tmp.onnx") as tmp:
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+    return dst
+
+
+def make_runtime(model: nn.Module, name: str = "eager", precision: str = "auto", device: str | torch.device = "auto",
+                 *, attention: str = "auto", autocast: bool | None = None, merge_lora: bool = True,
+                 compile_mode: str | None = None, onnx_path: str | os.PathLike | None = None,
+                 cache_dir: str | os.PathLike | None = None, threads: int | None = None,
+                 allow_spinning: bool = True, copy_model: bool = True) -> Runtime:
+    """Build a :class:`Runtime` for ``model`` (see the module docstring).
+
+    Args:
+        model: a LoRAT-like module ``model(z, x, z_feat_mask) -> {"score_map", "boxes"}`` with ``.cfg``.
+        name: one of ``RUNTIMES``.
+        precision: ``auto``/``float32``/``bfloat16``/``float16`` (aliases as in :mod:`lorat.device`).
+        device: ``auto``, ``cpu``, ``cuda[:N]``, ``mps`` or a ``torch.device``.
+        attention: ``auto``/``sdpa``/``manual`` (PyTorch runtimes).
+        autocast: force autocast over fp32 weights (True) or cast weights (False); None = the device rule.
+        merge_lora: fold LoRA before running (False keeps the official unmerged computation path).
+        compile_mode: a ``torch.compile`` mode; None = freezing on CPU, ``reduce-overhead`` on CUDA.
+        onnx_path: an existing ``lorat export`` file for the ONNX runtimes (else the model is exported).
+        cache_dir: where ONNX files (and, for ``compile``, the inductor cache if not set) go.
+        threads: onnxruntime intra-op threads (default torch's thread count).
+        allow_spinning: onnxruntime thread spinning (turn off when torch runs in the same process).
+        copy_model: prepare a deep copy (True) or the passed model in place (False).
+    """
+    if name not in RUNTIMES:
+        raise ValueError(f"runtime {name!r}; expected one of {', '.join(RUNTIMES)}")
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    prec = resolve_runtime_precision(name, precision, dev)
+    if name.startswith("onnx"):
+        return OnnxRuntime(model, name, dev, onnx_path=onnx_path, cache_dir=cache_dir, threads=threads,
+                           allow_spinning=allow_spinning)
+    return TorchRuntime(model, name, prec, dev, attention=attention, autocast=autocast, merge_lora=merge_lora,
+                        compile_mode=compile_mode, cache_dir=cache_dir, copy_model=copy_model)
+
+
+# ============================================================================ tracker glue
+class RuntimeModule(nn.Module):
+    """An ``nn.Module`` face for a runtime: ``cfg`` and ``forward`` delegate, no parameters of its own.
+
+    Lets code that expects a model (the current ``Tracker``) drive any runtime: build it with
+    ``Tracker(as_module(runtime), TrackConfig(device=..., dtype="float32"))``; the tracker's fp32 inputs
+    are cast by the runtime. The runtime is kept outside the module tree, so ``.to()``/``.eval()`` and
+    LoRA merging leave it alone.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        super().__init__()
+        self.cfg = runtime.cfg
+        self.__dict__["runtime"] = runtime  # not a submodule
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.runtime(z, x, z_feat_mask)
+
+
+def as_module(runtime: Runtime) -> RuntimeModule:
+    """Wrap ``runtime`` in a :class:`RuntimeModule`."""
+    return RuntimeModule(runtime)
+
+
+# ============================================================================ command line
+def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
+    """``--runtime`` (and ``--attention``, ``--onnx``) for ``lorat track`` / ``lorat eval``.
+
+    Precision and device stay with the command's own ``--dtype``/``--device`` options.
+    """
+    g = parser.add_argument_group("runtime")
+    g.add_argument("--runtime", default="eager", choices=RUNTIMES,
+                   help="inference runtime: eager PyTorch (default), torch.compile (inductor; ~20 s first "
+                        "call, cached after), onnx (onnxruntime fp32) or onnx-int8 (dynamic int8 weights)")
+    g.add_argument("--attention", default="auto", choices=ATTENTIONS,
+                   help="attention kernel for the PyTorch runtimes: auto picks manual matmuls for bf16 on "
+                        "CPU at <= 512 tokens, SDPA otherwise")
+    g.add_argument("--onnx", dest="onnx_path", metavar="PATH", default=None,
+                   help="use this lorat-export .onnx file for the onnx runtimes instead of exporting")
+
+
+def runtime_from_args(model: nn.Module, args: argparse.Namespace, precision: str | None = None,
+                      device: str | None = None) -> Runtime:
+    """``make_runtime`` from :func:`add_runtime_argument` options (precision/device from ``--dtype``/``--device``
+    unless given)."""
+    return make_runtime(model, getattr(args, "runtime", "eager"),
+                        precision if precision is not None else getattr(args, "dtype", "auto"),
+                        device if device is not None else getattr(args, "device", "auto"),
+                        attention=getattr(args, "attention", "auto"), onnx_path=getattr(args, "onnx_path", None))

@@ -1,0 +1,186 @@
+"""Inference runtimes: every runtime and precision computes the fp32 boxes within a stated tolerance.
+
+Tolerances (normalised box coordinates in [0, 1] of the search crop, and score logits), on a tiny model
+whose LayerScale is set to 0.5 so that the blocks actually shape the output:
+  fp32 runtimes (manual attention, ONNX Runtime fp32, torch.compile fp32): 1e-4;
+  bf16 (weights cast or autocast): 3e-2 boxes / 0.15 logits (bf16 keeps 8 bits of mantissa);
+  ONNX int8 dynamic quantisation: 5e-2 boxes / 0.3 logits.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+
+import lorat
+from lorat import device as device_mod
+from lorat.export import example_inputs, export_onnx
+from lorat.runtime import (
+    ManualAttention,
+    add_runtime_argument,
+    as_module,
+    choose_attention,
+    make_runtime,
+    runtime_from_args,
+    use_attention,
+)
+
+TOL = {"float32": (1e-4, 1e-4), "bfloat16": (3e-2, 0.15), "int8": (5e-2, 0.3)}
+
+
+@pytest.fixture(scope="module")
+def model():
+    from lorat.config import ModelConfig
+
+    cfg = ModelConfig(name="tiny", embed_dim=32, depth=2, num_heads=2, template_size=28, search_size=56,
+                      lora_r=4, lora_alpha=8.0)
+    torch.manual_seed(0)
+    m = lorat.create_model(cfg)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("gamma"):
+                p.fill_(0.5)  # the 1e-5 init makes the blocks nearly the identity: nothing to compare
+    return m
+
+
+@pytest.fixture(scope="module")
+def inputs(model):
+    return example_inputs(model, batch=3, seed=2)
+
+
+@pytest.fixture(scope="module")
+def reference(model, inputs):
+    with torch.inference_mode():
+        return model.eval()(*inputs)  # unmerged LoRA, fp32, SDPA: the plain definition
+
+
+def _diff(out, ref):
+    return (float((out["boxes"] - ref["boxes"]).abs().max()),
+            float((out["score_map"] - ref["score_map"]).abs().max()))
+
+
+@pytest.mark.parametrize("name,precision,attention,tol", [
+    ("eager", "float32", "sdpa", "float32"),
+    ("eager", "float32", "manual", "float32"),
+    ("eager", "bfloat16", "sdpa", "bfloat16"),
+    ("eager", "bfloat16", "manual", "bfloat16"),
+    ("onnx", "float32", "auto", "float32"),
+    ("onnx-int8", "float32", "auto", "int8"),
+    ("compile", "bfloat16", "auto", "bfloat16"),
+])
+def test_runtime_matches_fp32(model, inputs, reference, name, precision, attention, tol):
+    rt = make_runtime(model, name, precision, "cpu", attention=attention)
+    out = rt(*inputs)
+    assert out["boxes"].shape == reference["boxes"].shape and out["boxes"].dtype == torch.float32
+    assert out["score_map"].shape == reference["score_map"].shape
+    box_tol, score_tol = TOL[tol]
+    d_box, d_score = _diff(out, reference)
+    assert d_box < box_tol and d_score < score_tol, (rt.describe(), d_box, d_score)
+    # another batch size works too (ONNX dynamic batch; compile recompiles)
+    one = rt(*(t[:1] for t in inputs))
+    assert one["boxes"].shape[0] == 1
+    assert float((one["boxes"] - reference["boxes"][:1]).abs().max()) < box_tol
+
+
+def test_official_path_and_reference_kept(model, inputs, reference):
+    rt = make_runtime(model, "eager", "bfloat16", "cpu", merge_lora=False, autocast=True, attention="sdpa")
+    desc = rt.describe()
+    assert desc["merged_lora"] is False and desc["autocast"] is True and desc["weights"] == "float32"
+    assert desc["attention"] == "sdpa"
+    d_box, _ = _diff(rt(*inputs), reference)
+    assert d_box < TOL["bfloat16"][0]
+    # the runtime prepared a copy: the model passed in still has its LoRA and fp32 weights
+    from lorat.models.peft import has_lora
+
+    assert has_lora(model) and next(model.parameters()).dtype == torch.float32
+
+
+def test_precision_auto_follows_the_machine(model, monkeypatch):
+    native = device_mod.cpu_has_native_bf16()
+    rt = make_runtime(model, "eager", "auto", "cpu")
+    assert rt.precision == ("bfloat16" if native else "float32")
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: True)
+    rt = make_runtime(model, "eager", "auto", "cpu")
+    assert rt.precision == "bfloat16" and rt.info["weights"] == "bfloat16" and rt.attention == "manual"
+    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: False)
+    assert make_runtime(model, "eager", "auto", "cpu").precision == "float32"
+    assert make_runtime(model, "onnx", "auto", "cpu").precision == "float32"
+
+
+def test_attention_choice():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert choose_attention(cpu, "bfloat16", 320) == "manual"
+    assert choose_attention(cpu, "bfloat16", 925) == "sdpa"  # 378 inputs: the N^2 scores are memory-bound
+    assert choose_attention(cpu, "float32", 320) == "sdpa"
+    assert choose_attention(cuda, "float16", 320) == "sdpa"  # flash / memory-efficient kernels
+
+
+def test_use_attention_round_trip(model, inputs):
+    from lorat.models.vit import Attention
+
+    rt = make_runtime(model, "eager", "float32", "cpu", attention="sdpa")
+    before = rt(*inputs)
+    assert use_attention(rt.model, "manual") == model.cfg.depth
+    assert all(isinstance(b.attn, ManualAttention) for b in rt.model.blocks)
+    manual = rt(*inputs)
+    assert use_attention(rt.model, "sdpa") == model.cfg.depth
+    assert all(type(b.attn) is Attention for b in rt.model.blocks)
+    assert max(_diff(manual, before)) < 1e-5
+    assert max(_diff(rt(*inputs), before)) == 0.0
+    with pytest.raises(ValueError, match="attention"):
+        use_attention(rt.model, "flash")
+
+
+def test_bad_requests_are_named(model, tmp_path):
+    with pytest.raises(ValueError, match="runtime 'tensorrt'"):
+        make_runtime(model, "tensorrt", "float32", "cpu")
+    with pytest.raises(ValueError, match="float32 only"):
+        make_runtime(model, "onnx", "bfloat16", "cpu")
+    with pytest.raises(ValueError, match="float16"):
+        make_runtime(model, "eager", "float16", "cpu")
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        make_runtime(model, "onnx", "float32", "cpu", onnx_path=tmp_path / "missing.onnx")
+
+
+def test_onnx_runtime_from_an_exported_file(model, inputs, reference, tmp_path):
+    path = export_onnx(model, tmp_path / "m.onnx")
+    rt = make_runtime(model, "onnx-int8", "auto", "cpu", onnx_path=path, cache_dir=tmp_path)
+    assert rt.info["onnx"] == str(tmp_path / "m.int8.onnx")
+    assert (tmp_path / "m.int8.onnx").stat().st_size < path.stat().st_size
+    assert _diff(rt(*inputs), reference)[0] < TOL["int8"][0]
+
+
+def test_tracker_drives_a_runtime(model):
+    from lorat.track.tracker import TrackConfig, Tracker
+
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (90, 120, 3), dtype=np.uint8) for _ in range(4)]
+    box = (40, 30, 24, 20)
+    results = {}
+    for name in ("eager", "onnx"):
+        tracker = Tracker(as_module(make_runtime(model, name, "float32", "cpu")),
+                          TrackConfig(device="cpu", dtype="float32"))
+        tracker.initialize(frames[0], box)
+        results[name] = np.array([tracker.track(f)[0] for f in frames[1:]])
+    plain = Tracker(model, TrackConfig(device="cpu", copy_model=True))
+    plain.initialize(frames[0], box)
+    expected = np.array([plain.track(f)[0] for f in frames[1:]])
+    for name, got in results.items():
+        np.testing.assert_allclose(got, expected, atol=1e-3, err_msg=name)  # pixels
+
+
+def test_add_runtime_argument(model, tmp_path):
+    p = argparse.ArgumentParser()
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--device", default="cpu")
+    add_runtime_argument(p)
+    args = p.parse_args([])
+    assert (args.runtime, args.attention, args.onnx_path) == ("eager", "auto", None)
+    args = p.parse_args(["--runtime", "onnx-int8", "--onnx", str(tmp_path / "x.onnx")])
+    assert args.runtime == "onnx-int8" and args.onnx_path.endswith("x.onnx")
+    with pytest.raises(SystemExit):
+        p.parse_args(["--runtime", "tensorrt"])
+    rt = runtime_from_args(model, p.parse_args(["--runtime", "eager", "--dtype", "bfloat16", "--attention", "sdpa"]))
+    assert (rt.name, rt.precision, rt.attention) == ("eager", "bfloat16", "sdpa")
