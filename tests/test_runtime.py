@@ -184,3 +184,112 @@ def test_add_runtime_argument(model, tmp_path):
         p.parse_args(["--runtime", "tensorrt"])
     rt = runtime_from_args(model, p.parse_args(["--runtime", "eager", "--dtype", "bfloat16", "--attention", "sdpa"]))
     assert (rt.name, rt.precision, rt.attention) == ("eager", "bfloat16", "sdpa")
+
+
+# ============================================================================ TrackConfig.runtime, CLI, OSTrack
+def _frames(n=5, hw=(90, 120), seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (*hw, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_trackconfig_runtime_drives_the_forward_step(model, capsys):
+    from lorat.track.tracker import TrackConfig, Tracker
+
+    frames, box = _frames(), (40, 30, 24, 20)
+    got = {}
+    for name in ("eager", "onnx", "onnx-int8"):
+        tracker = Tracker(model, TrackConfig(device="cpu", dtype="auto", runtime=name, copy_model=True))
+        assert (tracker.runtime is None) == (name == "eager")
+        if name != "eager":
+            assert tracker.precision == "float32"  # auto resolves to what onnxruntime runs
+            assert tracker.runtime.name == name
+        tracker.initialize(frames[0], box)
+        got[name] = np.array([tracker.track(f)[0] for f in frames[1:]])
+        assert f"runtime {name}" in capsys.readouterr().out
+    fp32 = Tracker(model, TrackConfig(device="cpu", dtype="float32", copy_model=True, verbose=False))
+    fp32.initialize(frames[0], box)
+    want = np.array([fp32.track(f)[0] for f in frames[1:]])
+    np.testing.assert_allclose(got["onnx"], want, atol=1e-3)
+    np.testing.assert_allclose(got["onnx-int8"], want, atol=3.0)  # pixels; int8 moves boxes a little
+    with pytest.raises(ValueError, match="runtime='tensorrt'"):
+        TrackConfig(runtime="tensorrt").validate()
+    with pytest.raises(ValueError, match="float32 only"):
+        Tracker(model, TrackConfig(device="cpu", dtype="bfloat16", runtime="onnx", copy_model=True))
+
+
+def test_runtime_options_reach_make_runtime(model):
+    from lorat.track.tracker import TrackConfig, Tracker
+
+    tracker = Tracker(model, TrackConfig(device="cpu", dtype="bfloat16", copy_model=True, verbose=False,
+                                         runtime_options={"attention": "manual"}))
+    assert tracker.runtime.name == "eager" and tracker.runtime.attention == "manual"
+    assert "attention manual" in tracker.describe()
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(model, tmp_path_factory):
+    path = tmp_path_factory.mktemp("rt") / "tiny.safetensors"
+    lorat.save_checkpoint(model, path)
+    return path
+
+
+def test_cli_track_and_eval_take_runtime(tiny_ckpt, tmp_path, capsys):
+    from lorat.cli import main
+    from lorat.data.synthetic import SyntheticConfig, make_synthetic_benchmark
+
+    got = tmp_path / "got10k"
+    make_synthetic_benchmark(got, SyntheticConfig(frames_per_sequence=12, image_size=(96, 72)), num_train=0,
+                             num_val=2, progress=False)
+    seq = got / "val" / "GOT-10k_Val_000001"
+    first = (seq / "groundtruth.txt").read_text().splitlines()[0]
+    boxes = {}
+    for name in ("eager", "onnx"):
+        out = tmp_path / name
+        assert main(["track", str(seq), "--box", first, "--checkpoint", str(tiny_ckpt), "--output", str(out),
+                     "--quiet", "--no-video", "--runtime", name, "--dtype", "float32"]) == 0
+        assert f"runtime {name})" in capsys.readouterr().out
+        boxes[name] = np.loadtxt(out / "GOT-10k_Val_000001_boxes.txt", delimiter=",")
+    np.testing.assert_allclose(boxes["onnx"], boxes["eager"], atol=1e-2)
+    assert main(["eval", "--benchmark", "got10k_val", "--root", str(got), "--checkpoint", str(tiny_ckpt),
+                 "--name", "int8", "--output", str(tmp_path / "res"), "--quiet", "--runtime", "onnx-int8"]) == 0
+    printed = capsys.readouterr().out
+    assert "runtime onnx-int8" in printed and "precision float32" in printed
+    assert len(list((tmp_path / "res" / "int8" / "got10k_val").glob("GOT-10k_Val_00000?.txt"))) == 2
+    assert main(["track", str(seq), "--box", first, "--checkpoint", str(tiny_ckpt), "--output", str(tmp_path),
+                 "--runtime", "onnx", "--onnx", str(tmp_path / "missing.onnx")]) != 0
+    assert "--onnx file not found" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def ostrack():
+    torch.manual_seed(0)
+    return lorat.create_model("loretrack-b-128", depth=2, embed_dim=64, num_heads=2, head_channels=16).eval()
+
+
+@pytest.mark.parametrize("name,precision,tol", [("eager", "bfloat16", 3e-2), ("compile", "float32", 1e-4),
+                                                ("onnx", "float32", 1e-4), ("onnx-int8", "float32", 5e-2)])
+def test_runtimes_follow_the_ostrack_signature(ostrack, name, precision, tol):
+    from lorat.runtime_onnx import example_inputs_for, forward_input_names
+
+    assert forward_input_names(ostrack) == ["template", "search"]
+    inputs = example_inputs_for(ostrack, batch=2, seed=3)
+    with torch.inference_mode():
+        ref = ostrack(*inputs)
+    out = make_runtime(ostrack, name, precision, "cpu")(*inputs)
+    for key in ("score_map", "size_map", "offset_map"):
+        assert out[key].shape == ref[key].shape and out[key].dtype == torch.float32
+        assert float((out[key] - ref[key]).abs().max()) < tol * max(1.0, float(ref[key].abs().max())), key
+
+
+def test_ostrack_tracker_runs_on_an_onnx_runtime(ostrack):
+    from lorat.track.ostrack import OSTrackTracker as cls
+    from lorat.track.tracker import TrackConfig
+
+    frames, box = _frames(hw=(120, 160)), (60, 40, 30, 24)
+    plain = cls(ostrack, TrackConfig(device="cpu", dtype="float32", copy_model=True, verbose=False))
+    fast = cls(as_module(make_runtime(ostrack, "onnx", "float32", "cpu")),
+               TrackConfig(device="cpu", dtype="float32", verbose=False))
+    for t in (plain, fast):
+        t.initialize(frames[0], box)
+    for f in frames[1:]:
+        np.testing.assert_allclose(fast.track(f)[0], plain.track(f)[0], atol=1e-2)

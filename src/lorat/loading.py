@@ -6,6 +6,10 @@ precision vocabulary of :mod:`lorat.device`) and ``--set key=value``. Each ``--s
 :class:`lorat.track.tracker.TrackConfig` when it is one of its fields, else to the config class of the
 model's architecture (``get_arch(cfg).config_cls``), so a new architecture's fields work without changes
 here.
+
+Commands that also call :func:`lorat.runtime.add_runtime_argument` (``lorat track``, ``lorat eval``) get
+``--runtime``/``--attention``/``--onnx``; :func:`model_from_args` puts them into ``TrackConfig.runtime`` and
+``TrackConfig.runtime_options`` (a ``--runtime`` other than ``eager`` wins over ``--set runtime=...``).
 """
 from __future__ import annotations
 
@@ -107,6 +111,21 @@ def _flat(groups: Sequence[Any] | None) -> list[str]:
     return [item for group in (groups or []) for item in (group if isinstance(group, list) else [group])]
 
 
+def _with_runtime(track_cfg: Any, args: argparse.Namespace) -> Any:
+    """``--runtime``/``--attention``/``--onnx`` (when the command has them) -> the TrackConfig's runtime fields."""
+    runtime = getattr(args, "runtime", None)
+    options = dict(track_cfg.runtime_options)
+    if getattr(args, "attention", "auto") != "auto":
+        options["attention"] = args.attention
+    if getattr(args, "onnx_path", None) is not None:
+        if not Path(args.onnx_path).is_file():
+            raise FileNotFoundError(f"--onnx file not found: {args.onnx_path}")
+        options["onnx_path"] = args.onnx_path
+    if runtime is not None and runtime != "eager":
+        track_cfg = replace(track_cfg, runtime=runtime)
+    return replace(track_cfg, runtime_options=options)
+
+
 def model_from_args(args: argparse.Namespace):
     """Build ``(model, TrackConfig, default tracker name)`` from the :func:`add_model_arguments` options."""
     from .hub import load_checkpoint
@@ -123,7 +142,8 @@ def model_from_args(args: argparse.Namespace):
     else:
         raise ValueError("give --checkpoint PATH (and --preset NAME for an official file) or --preset NAME")
     track_cfg, model_overrides = split_overrides(_flat(args.overrides), arch.config_cls)
-    track_cfg = replace(track_cfg, device=args.device, dtype=canonical_precision(args.dtype)).validate()
+    track_cfg = replace(track_cfg, device=args.device, dtype=canonical_precision(args.dtype))
+    track_cfg = _with_runtime(track_cfg, args).validate()
     if args.checkpoint:
         model = load_checkpoint(args.checkpoint, name=args.preset, pretrained=args.pretrained, **model_overrides)
         name = Path(args.checkpoint).stem

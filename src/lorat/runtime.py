@@ -1,9 +1,12 @@
 """Inference runtimes: one factory that turns a model into a fast callable with the model's signature.
 
-``make_runtime(model, name, precision, device)`` returns a :class:`Runtime`, a callable
-``runtime(z, x, z_feat_mask) -> {"score_map": (B,H,W) float32, "boxes": (B,H,W,4) float32}`` exactly like
-``LoRAT.forward``, so whatever drives the model (the tracker's forward step, ``lorat bench``) only swaps the
-callable. Inputs may come in any float dtype on any device; the runtime casts and moves them.
+``make_runtime(model, name, precision, device)`` returns a :class:`Runtime`, a callable with the model's own
+positional signature that returns the model's output dict with every floating tensor in float32: LoRAT
+``runtime(z, x, z_feat_mask) -> {"score_map" (B,H,W), "boxes" (B,H,W,4)}``, OSTrack / LoReTrack
+``runtime(template, search) -> {"score_map", "size_map", "offset_map", ...}``. Whatever drives the model (the
+tracker's forward step through ``TrackConfig.runtime``, ``lorat bench``) only swaps the callable. Float
+inputs may come in any float dtype on any device (the runtime casts and moves them); integer inputs (LoRAT's
+template mask) keep their dtype.
 
 Runtimes (``RUNTIMES``):
 
@@ -19,11 +22,11 @@ Runtimes (``RUNTIMES``):
     shape cold; inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``, or ``cache_dir`` here) makes later
     processes start in ~2 s.
 ``onnx`` / ``onnx-int8``
-    ONNX Runtime on the graph :func:`lorat.export.export_onnx` writes (or an existing ``lorat export`` file
-    via ``onnx_path``); ``onnx-int8`` is that graph with dynamic int8 quantisation of the MatMul weights
-    (``onnxruntime.quantization.quantize_dynamic``; activations are quantised per call, attention stays
-    fp32). The CPU execution provider has no bf16 GEMM kernels, so ``onnx`` runs float32 only and refuses
-    bf16/fp16 with a clear error.
+    ONNX Runtime on the graph :func:`lorat.runtime_onnx.export_model_onnx` writes for any such model (or an
+    existing ``lorat export`` file via ``onnx_path``); ``onnx-int8`` is that graph with dynamic int8
+    quantisation of the MatMul weights (``onnxruntime.quantization.quantize_dynamic``; activations are
+    quantised per call, attention stays fp32). The CPU execution provider has no bf16 GEMM kernels, so
+    ``onnx`` runs float32 only and refuses bf16/fp16 with a clear error.
 
 Attention (``attention=``): ``sdpa`` is ``F.scaled_dot_product_attention`` as the model is written;
 ``manual`` is ``softmax(q k^T / sqrt(d)) v`` with two batched matmuls. On CPU, torch's flash-attention
@@ -41,8 +44,6 @@ import contextlib
 import copy
 import math
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,7 +53,7 @@ from .device import PRECISIONS, resolve_device, resolve_precision
 
 __all__ = ["RUNTIMES", "ATTENTIONS", "Runtime", "make_runtime", "choose_attention", "resolve_runtime_precision",
            "use_attention", "ManualAttention", "RuntimeModule", "as_module", "add_runtime_argument",
-           "runtime_from_args"]
+           "runtime_from_args", "runtime_name"]
 
 RUNTIMES = ("eager", "compile", "onnx", "onnx-int8")
 ATTENTIONS = ("auto", "sdpa", "manual")
@@ -142,7 +143,7 @@ def resolve_runtime_precision(name: str, precision: str, device: torch.device) -
 
 
 class Runtime:
-    """A model prepared for inference; call it like the model: ``runtime(z, x, z_feat_mask) -> dict``.
+    """A model prepared for inference; call it like the model: ``runtime(*inputs) -> dict`` (float32 tensors).
 
     Attributes: ``name``, ``precision`` (concrete), ``device``, ``attention`` (concrete or None for ONNX),
     ``cfg`` (the model config), ``info`` (build details for reports: merged, autocast, file paths ...).
@@ -157,7 +158,7 @@ class Runtime:
         self.attention: str | None = None
         self.info: dict[str, Any] = {}
 
-    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
@@ -219,19 +220,20 @@ class TorchRuntime(Runtime):
         else:
             self.fn = model
 
-    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         dt = self.param_dtype
-        z = z.to(self.device, dt, non_blocking=True)
-        x = x.to(self.device, dt, non_blocking=True)
-        z_feat_mask = z_feat_mask.to(self.device, torch.long, non_blocking=True)
+        # Float inputs (crops) to the weights' dtype, integer ones (masks) only moved.
+        inputs = tuple(t.to(self.device, dt if t.is_floating_point() else t.dtype, non_blocking=True)
+                       for t in inputs)
         ctx = (torch.autocast(self.device.type, dtype=PRECISIONS[self.precision]) if self.autocast
                else contextlib.nullcontext())
         # Compiled graphs with freezing need grad mode off; inference tensors are not accepted by dynamo
         # guards everywhere, so compile uses no_grad and eager the (slightly cheaper) inference_mode.
         grad_ctx = torch.no_grad() if self.name == "compile" else torch.inference_mode()
         with grad_ctx, ctx:
-            out = self.fn(z, x, z_feat_mask)
-        return {"score_map": out["score_map"].float(), "boxes": out["boxes"].float()}
+            out = self.fn(*inputs)
+        return {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+                for k, v in out.items()}
 
 
 def _raise_recompile_limit(limit: int = 64) -> None:
@@ -244,75 +246,6 @@ def _raise_recompile_limit(limit: int = 64) -> None:
     setattr(cfg, key, max(getattr(cfg, key), limit))
 
 
-class OnnxRuntime(Runtime):
-    """``onnx`` / ``onnx-int8``: an onnxruntime session over the exported graph (see the module docstring)."""
-
-    def __init__(self, model: nn.Module, name: str, device: torch.device, *, onnx_path: str | os.PathLike | None,
-                 cache_dir: str | os.PathLike | None = None, threads: int | None = None,
-                 allow_spinning: bool = True) -> None:
-        super().__init__(getattr(model, "cfg", None), "float32", device)
-        try:
-            import onnxruntime as ort
-        except ImportError as e:  # the optional 'onnx' extra
-            raise ImportError(f"runtime {name!r} needs onnxruntime and onnx (pip install 'lorat[onnx]'): {e}") from e
-        self.name = name
-        if cache_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="lorat-onnx-")  # lives as long as the runtime
-            cache_dir = self._tmp.name
-        cache_dir = Path(cache_dir)
-        if onnx_path is not None:
-            fp32 = Path(onnx_path)
-            if not fp32.is_file():
-                raise FileNotFoundError(f"ONNX file not found: {fp32} (write one with lorat export)")
-        else:
-            from .export import export_onnx
-
-            fp32 = export_onnx(model, cache_dir / "model.onnx")
-        path = fp32
-        if name == "onnx-int8":
-            path = quantize_int8(fp32, cache_dir / (fp32.stem + ".int8.onnx"))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or torch.get_num_threads()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if not allow_spinning:
-            # ORT worker threads spin after each run by default; next to torch in one process they steal the
-            # cores torch's OpenMP threads need (and vice versa), so interleaved benchmarks turn it off.
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
-        if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        self.session = ort.InferenceSession(str(path), opts, providers=providers)
-        self.info = {"onnx": str(path), "providers": self.session.get_providers(),
-                     "weights": "int8" if name == "onnx-int8" else "float32", "allow_spinning": allow_spinning}
-
-    def __call__(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        feeds = {"z": _np(z, torch.float32), "x": _np(x, torch.float32), "z_feat_mask": _np(z_feat_mask, torch.long)}
-        score_map, boxes = self.session.run(["score_map", "boxes"], feeds)
-        return {"score_map": torch.from_numpy(score_map).to(self.device),
-                "boxes": torch.from_numpy(boxes).to(self.device)}
-
-
-def _np(t: torch.Tensor, dtype: torch.dtype):
-    # .numpy() shares memory when the tensor is already a contiguous CPU tensor of that dtype (no copy).
-    return t.detach().to("cpu", dtype).contiguous().numpy()
-
-
-def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Dynamic int8 quantisation (per-tensor int8 MatMul weights) of an ONNX file, written atomically."""
-    import logging
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from .files import atomic_path
-
-    dst = Path(dst)
-    # quantize_dynamic logs a warning advising shape-inference pre-processing; it does not change the result
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-    with atomic_path(dst, suffix=".tmp.onnx") as tmp:
-        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
-    return dst
-
-
 def make_runtime(model: nn.Module, name: str = "eager", precision: str = "auto", device: str | torch.device = "auto",
                  *, attention: str = "auto", autocast: bool | None = None, merge_lora: bool = True,
                  compile_mode: str | None = None, onnx_path: str | os.PathLike | None = None,
@@ -321,7 +254,8 @@ def make_runtime(model: nn.Module, name: str = "eager", precision: str = "auto",
     """Build a :class:`Runtime` for ``model`` (see the module docstring).
 
     Args:
-        model: a LoRAT-like module ``model(z, x, z_feat_mask) -> {"score_map", "boxes"}`` with ``.cfg``.
+        model: a tracking model with ``.cfg`` whose ``forward`` takes tensors positionally and returns a dict
+            of tensors (LoRAT, OSTrack / LoReTrack, ...).
         name: one of ``RUNTIMES``.
         precision: ``auto``/``float32``/``bfloat16``/``float16`` (aliases as in :mod:`lorat.device`).
         device: ``auto``, ``cpu``, ``cuda[:N]``, ``mps`` or a ``torch.device``.
@@ -340,6 +274,8 @@ def make_runtime(model: nn.Module, name: str = "eager", precision: str = "auto",
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     prec = resolve_runtime_precision(name, precision, dev)
     if name.startswith("onnx"):
+        from .runtime_onnx import OnnxRuntime
+
         return OnnxRuntime(model, name, dev, onnx_path=onnx_path, cache_dir=cache_dir, threads=threads,
                            allow_spinning=allow_spinning)
     return TorchRuntime(model, name, prec, dev, attention=attention, autocast=autocast, merge_lora=merge_lora,
@@ -350,10 +286,10 @@ def make_runtime(model: nn.Module, name: str = "eager", precision: str = "auto",
 class RuntimeModule(nn.Module):
     """An ``nn.Module`` face for a runtime: ``cfg`` and ``forward`` delegate, no parameters of its own.
 
-    Lets code that expects a model (the current ``Tracker``) drive any runtime: build it with
-    ``Tracker(as_module(runtime), TrackConfig(device=..., dtype="float32"))``; the tracker's fp32 inputs
-    are cast by the runtime. The runtime is kept outside the module tree, so ``.to()``/``.eval()`` and
-    LoRA merging leave it alone.
+    Lets code that expects a model drive any runtime, e.g. a tracker class that calls ``self.model``
+    directly: ``SomeTracker(as_module(runtime), TrackConfig(device=..., dtype="float32"))``; the tracker's
+    fp32 inputs are cast by the runtime (:class:`lorat.Tracker` takes ``TrackConfig.runtime`` instead).
+    The runtime is kept outside the module tree, so ``.to()``/``.eval()`` and LoRA merging leave it alone.
     """
 
     def __init__(self, runtime: Runtime) -> None:
@@ -361,8 +297,8 @@ class RuntimeModule(nn.Module):
         self.cfg = runtime.cfg
         self.__dict__["runtime"] = runtime  # not a submodule
 
-    def forward(self, z: torch.Tensor, x: torch.Tensor, z_feat_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.runtime(z, x, z_feat_mask)
+    def forward(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.runtime(*inputs)
 
 
 def as_module(runtime: Runtime) -> RuntimeModule:
@@ -385,6 +321,12 @@ def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
                         "CPU at <= 512 tokens, SDPA otherwise")
     g.add_argument("--onnx", dest="onnx_path", metavar="PATH", default=None,
                    help="use this lorat-export .onnx file for the onnx runtimes instead of exporting")
+
+
+def runtime_name(tracker: Any) -> str:
+    """The runtime a tracker's forward step uses (``TrackConfig.runtime``; ``eager`` without one)."""
+    rt = getattr(tracker, "runtime", None)
+    return rt.name if rt is not None else "eager"
 
 
 def runtime_from_args(model: nn.Module, args: argparse.Namespace, precision: str | None = None,

@@ -391,6 +391,7 @@ def summarize(benchmarks: Mapping[str, Seq[Sequence]], output: str | os.PathLike
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of ``lorat eval``."""
     from ..loading import add_model_arguments
+    from ..runtime import add_runtime_argument
 
     p.add_argument("--benchmark", nargs="+", required=True, metavar="NAME",
                    help="lasot, lasot_ext, got10k_val, got10k_test, trackingnet, tnl2k, otb100, nfs30, uav123, folder")
@@ -409,6 +410,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rule", default="pytracking", help="metric rule of the final summary (see lorat analyze)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_arguments(p)
+    add_runtime_argument(p)
 
 
 def _roots(benchmarks: Seq[str], specs: Seq[str] | None) -> dict[str, str | None]:
@@ -450,6 +452,7 @@ def load_benchmarks(names: Seq[str], roots: Mapping[str, str | None], sequences:
 def run_eval(args: argparse.Namespace) -> int:
     """Run ``lorat eval``; returns 0."""
     from ..loading import model_from_args
+    from ..runtime import runtime_name
     from ..track.tracker import Tracker
     from .report import RULES
 
@@ -466,7 +469,8 @@ def run_eval(args: argparse.Namespace) -> int:
                      world_size=world, workers=args.workers, progress=not args.quiet)
     where = Path(args.output) / name
     print(f"tracked {len(stats.done)} sequences ({stats.frames} frames, {stats.fps:.1f} fps on "
-          f"{tracker.device}, precision {tracker.precision}), {len(stats.skipped)} already done; results in {where}")
+          f"{tracker.device}, precision {tracker.precision}, runtime {runtime_name(tracker)}), "
+          f"{len(stats.skipped)} already done; results in {where}")
     if args.submission:
         zips = write_submissions(benchmarks, args.output, name, args.repeat)
         for z in zips:

@@ -86,7 +86,12 @@ class TrackConfig:
         min_box_size: minimum side (px) of the state box when computing the search crop (official 10).
         merge_lora: fold LoRA into the weights before tracking.
         copy_model: prepare (merge/cast/move) a deep copy instead of the model passed in.
-        verbose: print the tracker class, device and precision once, when the tracker is built.
+        verbose: print the tracker class, device, precision and runtime once, when the tracker is built.
+        runtime: the forward step's inference runtime (:mod:`lorat.runtime`): ``eager`` (default: the
+            prepared model is called directly), ``compile`` (torch.compile), ``onnx`` (onnxruntime fp32) or
+            ``onnx-int8``. ONNX runtimes run float32 (``dtype=auto`` resolves to it).
+        runtime_options: extra ``lorat.runtime.make_runtime`` keywords (``attention``, ``onnx_path``,
+            ``cache_dir``, ...); given with ``eager`` they build an eager runtime too.
     """
 
     device: str = "auto"
@@ -96,6 +101,8 @@ class TrackConfig:
     merge_lora: bool = True
     copy_model: bool = False
     verbose: bool = True
+    runtime: str = "eager"
+    runtime_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> TrackConfig:
         """Raise ValueError naming the bad field."""
@@ -109,6 +116,10 @@ class TrackConfig:
             raise ValueError(f"window_penalty={self.window_penalty} must lie in [0, 1]")
         if not self.min_box_size >= 0:
             raise ValueError(f"min_box_size={self.min_box_size} must be >= 0")
+        from ..runtime import RUNTIMES
+
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime={self.runtime!r}; expected one of {', '.join(RUNTIMES)}")
         return self
 
 
@@ -297,10 +308,17 @@ class Tracker:
     def __init__(self, model: nn.Module, cfg: TrackConfig | None = None) -> None:
         self.cfg = (cfg or TrackConfig()).validate()
         self.device = resolve_device(self.cfg.device)
-        self.precision = resolve_precision(self.cfg.dtype, self.device)
+        from ..runtime import make_runtime, resolve_runtime_precision
+
+        self.precision = resolve_runtime_precision(self.cfg.runtime, self.cfg.dtype, self.device)
         """Concrete precision name in use (``float32``/``bfloat16``/``float16``)."""
         self.dtype = PRECISIONS[self.precision]
         self.model = prepare_model(model, self.cfg, self.device, self.precision)
+        self.runtime = None
+        """The :class:`lorat.runtime.Runtime` that :meth:`run_model` calls, or None (eager: ``self.model``)."""
+        if self.cfg.runtime != "eager" or self.cfg.runtime_options:
+            self.runtime = make_runtime(self.model, self.cfg.runtime, self.precision, self.device, copy_model=False,
+                                        merge_lora=self.cfg.merge_lora, **self.cfg.runtime_options)
         mc = self.model.cfg
         self.template_size = (int(mc.template_size), int(mc.template_size))
         self.search_size = (int(mc.search_size), int(mc.search_size))
@@ -318,9 +336,13 @@ class Tracker:
             print(f"[lorat] {self.describe()}")
 
     def describe(self) -> str:
-        """One line: tracker class, device and precision (printed at construction unless ``verbose=False``)."""
+        """One line: tracker class, device, precision and runtime (printed at construction unless ``verbose=False``)."""
+        how = "eager"
+        if getattr(self, "runtime", None) is not None:
+            rt = self.runtime.describe()
+            how = ", ".join([rt["runtime"]] + [f"{k} {rt[k]}" for k in ("attention", "weights") if rt.get(k)])
         return (f"tracker {type(self).__name__} on {self.device}: precision "
-                f"{describe_precision(self.cfg.dtype, self.precision, self.device)}")
+                f"{describe_precision(self.cfg.dtype, self.precision, self.device)}; runtime {how}")
 
     # ------------------------------------------------------------------ single sequence
     def initialize(self, image: np.ndarray, box_xywh: Sequence[float]) -> None:
@@ -473,7 +495,12 @@ class Tracker:
 
     # ------------------------------------------------------------------ helpers for subclasses
     def run_model(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
-        """``self.model(*args, **kwargs)`` under inference mode and the tracker's precision (autocast on CUDA)."""
+        """``self.model(*args, **kwargs)`` under inference mode and the tracker's precision (autocast on CUDA).
+
+        With a runtime (``TrackConfig.runtime``), ``self.runtime(*args)`` instead: float32 outputs.
+        """
+        if getattr(self, "runtime", None) is not None and not kwargs:
+            return self.runtime(*args)
         ctx = torch.autocast(self.device.type, dtype=self.dtype) if self._autocast else contextlib.nullcontext()
         with torch.inference_mode(), ctx:
             return self.model(*args, **kwargs)

@@ -34,6 +34,7 @@ from ..data.formats import write_boxes  # the one box-file writer, re-exported h
 from ..data.images import IMAGE_EXTENSIONS, read_image  # the one image reader (training uses it too)
 from ..files import atomic_write_text
 from ..loading import add_model_arguments, model_from_args  # re-exported: the CLI's model options
+from ..runtime import add_runtime_argument, runtime_name
 
 __all__ = ["IMAGE_EXTENSIONS", "read_image", "FrameSource", "ImageFolderSource", "VideoFileSource",
            "WebcamSource", "open_source", "draw_tracking", "AtomicVideoWriter", "atomic_write_text",
@@ -356,6 +357,7 @@ def add_track_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_arguments(p)
+    add_runtime_argument(p)
 
 
 def run_track(args: argparse.Namespace) -> int:
@@ -370,5 +372,5 @@ def run_track(args: argparse.Namespace) -> int:
                        max_frames=args.max_frames, progress=not args.quiet)
     files = ", ".join(str(p) for p in run.files.values())
     print(f"tracked {len(run.boxes)} frames of {source.name} at {run.fps:.1f} fps "
-          f"({tracker.device}, precision {tracker.precision}); wrote {files}")
+          f"({tracker.device}, precision {tracker.precision}, runtime {runtime_name(tracker)}); wrote {files}")
     return 0
