@@ -53,7 +53,7 @@ from .device import PRECISIONS, resolve_device, resolve_precision
 
 __all__ = ["RUNTIMES", "ATTENTIONS", "Runtime", "make_runtime", "choose_attention", "resolve_runtime_precision",
            "use_attention", "ManualAttention", "RuntimeModule", "as_module", "add_runtime_argument",
-           "runtime_from_args", "runtime_name"]
+           "runtime_from_args", "runtime_name", "host_threads"]
 
 RUNTIMES = ("eager", "compile", "onnx", "onnx-int8")
 ATTENTIONS = ("auto", "sdpa", "manual")
@@ -283,6 +283,29 @@ def make_runtime(model: nn.Module, name: str = "eager", precision: str = "auto",
 
 
 # ============================================================================ tracker glue
+@contextlib.contextmanager
+def host_threads(n: int = 1):
+    """Run the block with ``n`` torch intra-op threads, then restore the previous count.
+
+    The tracker's pre/post-processing (crop, normalise, stack, decode) works on ~150k-element tensors,
+    which torch still splits over its OpenMP threads. A parallel region that small gains nothing, and when
+    any other process holds a core one thread is descheduled and the region waits for it: measured on the
+    2-core host with a load average of ~10, one ``clone + div + sub/div + stack`` of a (3, 224, 224) crop
+    took 76 ms median with 2 threads and 0.06 ms with 1 (``benchmarks/track_overhead.md``). Toggling the
+    count costs well under a microsecond; the results are bit-identical (elementwise ops and bilinear
+    resampling do not depend on the split).
+    """
+    before = torch.get_num_threads()
+    if before == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class RuntimeModule(nn.Module):
     """An ``nn.Module`` face for a runtime: ``cfg`` and ``forward`` delegate, no parameters of its own.
 

@@ -210,7 +210,8 @@ def crop_and_resize(image: np.ndarray | torch.Tensor, scale: np.ndarray, transla
     if is_tensor:
         src = image[:, iy0:iy1, ix0:ix1].float()
     else:
-        src = torch.from_numpy(np.ascontiguousarray(image[iy0:iy1, ix0:ix1])).permute(2, 0, 1).float()
+        # One uint8 copy into CHW order, then one float conversion (not: copy, convert, copy again).
+        src = torch.from_numpy(np.ascontiguousarray(image[iy0:iy1, ix0:ix1].transpose(2, 0, 1))).float()
     src = src.contiguous().unsqueeze(0)  # (1, 3, h_in, w_in), NCHW-contiguous like the official path
     canvas[:, oy0:oy1, ox0:ox1] = F.interpolate(src, size=(oy1 - oy0, ox1 - ox0), mode="bilinear",
                                                 align_corners=False)[0]

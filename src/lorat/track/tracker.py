@@ -63,6 +63,7 @@ from torch import nn
 from .. import boxes as bx
 from ..data import transforms as T
 from ..device import PRECISIONS, canonical_precision, resolve_device, resolve_precision
+from ..runtime import host_threads
 from .decode import decode_prediction, hann_window_2d
 
 __all__ = ["TrackConfig", "Tracker", "BatchTracker", "SequenceState", "SearchCrop", "hann_window_2d",
@@ -70,6 +71,8 @@ __all__ = ["TrackConfig", "Tracker", "BatchTracker", "SequenceState", "SearchCro
            "tracker_class_for", "describe_precision"]
 
 _SINGLE = "__single__"  # sequence id used by initialize()/track()
+_IMAGENET_MEAN = torch.tensor(T.IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
+_IMAGENET_STD = torch.tensor(T.IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
 
 
 @dataclass
@@ -298,6 +301,9 @@ class Tracker:
         cfg: inference settings; default :class:`TrackConfig`.
     """
 
+    host_threads: int = 1
+    """torch threads for the pre/post-processing around the forward (:func:`lorat.runtime.host_threads`)."""
+
     def __new__(cls, model: nn.Module | None = None, *args: Any, **kwargs: Any) -> Tracker:
         # Called on the base class: dispatch to the architecture's registered tracker. Python then runs that
         # class's __init__ because the returned object is an instance of Tracker.
@@ -377,7 +383,8 @@ class Tracker:
                 checked.append(check_init_box(box, w, h))
             except ValueError as e:
                 raise (e if sid == _SINGLE else ValueError(f"sequence {sid!r}: {e}")) from None
-        new = {sid: self.new_state(image, xyxy, sid) for sid, image, xyxy in zip(ids, images, checked)}
+        with host_threads(self.host_threads):
+            new = {sid: self.new_state(image, xyxy, sid) for sid, image, xyxy in zip(ids, images, checked)}
         for sid in new:
             if sid in self.states:
                 self.release(sid)
@@ -399,14 +406,18 @@ class Tracker:
         for sid, image in zip(ids, images):
             check_image(image, "image" if sid == _SINGLE else f"image of sequence {sid!r}")
         states = [self.states[sid] for sid in ids]
-        crops = [self.crop_search(st, image) for st, image in zip(states, images)]
-        x = torch.stack([c[0] for c in crops]).to(self.device, self.input_dtype, non_blocking=True)
-        outputs = self.forward(self.batch_templates(states), x, states)
-        boxes, scores = self.decode(outputs, [c[1] for c in crops], states)
-        out = []
-        for st, image, box, score in zip(states, images, boxes, scores):
-            self.update(st, box, float(score), image)
-            out.append((bx.xyxy_to_xywh(np.asarray(box, dtype=np.float64)), float(score)))
+        # Pre/post-processing on one torch thread (see lorat.runtime.host_threads); the forward gets them all.
+        with host_threads(self.host_threads):
+            crops = [self.crop_search(st, image) for st, image in zip(states, images)]
+            x = torch.stack([c[0] for c in crops]).to(self.device, self.input_dtype, non_blocking=True)
+            templates = self.batch_templates(states)
+        outputs = self.forward(templates, x, states)
+        with host_threads(self.host_threads):
+            boxes, scores = self.decode(outputs, [c[1] for c in crops], states)
+            out = []
+            for st, image, box, score in zip(states, images, boxes, scores):
+                self.update(st, box, float(score), image)
+                out.append((bx.xyxy_to_xywh(np.asarray(box, dtype=np.float64)), float(score)))
         return out
 
     def remove(self, ids: Iterable[Hashable]) -> None:
@@ -506,8 +517,13 @@ class Tracker:
             return self.model(*args, **kwargs)
 
     def normalise(self, crop: torch.Tensor) -> torch.Tensor:
-        """``(3, H, W)`` 0-255 float32 -> ``/255`` -> ImageNet normalisation (the official transform)."""
-        return T.normalize(crop.div_(255.0))
+        """``(3, H, W)`` 0-255 float32 -> ``/255`` -> ImageNet normalisation (the official transform), in place.
+
+        The same three float32 operations as ``T.normalize(crop / 255)`` (divide, subtract mean, divide by
+        std), so the result is bit-identical, without allocating two more crops.
+        """
+        dev = crop.device
+        return crop.div_(255.0).sub_(_IMAGENET_MEAN.to(dev)).div_(_IMAGENET_STD.to(dev))
 
     def window(self, hw: Sequence[int]) -> torch.Tensor:
         """Cached ``(H, W)`` Hann window (:func:`hann_window_2d`) on the device."""
