@@ -293,3 +293,24 @@ def test_ostrack_tracker_runs_on_an_onnx_runtime(ostrack):
         t.initialize(frames[0], box)
     for f in frames[1:]:
         np.testing.assert_allclose(fast.track(f)[0], plain.track(f)[0], atol=1e-2)
+
+
+def test_host_threads_restores_the_count_and_changes_no_result(model):
+    from lorat.runtime import host_threads
+    from lorat.track.tracker import TrackConfig, Tracker
+
+    before = torch.get_num_threads()
+    with host_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), host_threads(1):
+        raise RuntimeError("restored even on errors")
+    assert torch.get_num_threads() == before
+    frames, box = _frames(hw=(240, 320), seed=4), (100, 80, 60, 50)  # crops above torch's parallel grain size
+    runs = []
+    for n in (1, max(2, before)):
+        tracker = Tracker(model, TrackConfig(device="cpu", dtype="float32", copy_model=True, verbose=False))
+        tracker.host_threads = n
+        tracker.initialize(frames[0], box)
+        runs.append(np.array([tracker.track(f)[0] for f in frames[1:]]))
+    np.testing.assert_array_equal(runs[0], runs[1])

@@ -1,0 +1,130 @@
+"""End-to-end CPU tracking speed of the low-resolution trackers: decode, crop, model, post-processing.
+
+Usage::
+
+    python benchmarks/cpu_realtime.py --markdown benchmarks/cpu_realtime.md
+    python benchmarks/cpu_realtime.py --presets loretrack-b-128 --variants eager/bfloat16 onnx-int8/float32
+
+Per preset (default ``loretrack-b-128`` (ViT-B, 64/128 px), ``lorat-s-112``, ``lorat-b-112``,
+``lorat-s-168``; random weights, speed does not depend on them) and per variant ``runtime/precision``
+(default ``eager/bfloat16``, ``compile/bfloat16``, ``onnx/float32``, ``onnx-int8/float32``), one tracker
+tracks a 640x480 JPEG sequence read from disk: every frame is decoded (``lorat.data.images.read_image``),
+then ``tracker.track(frame)``. The tracker is ``lorat.Tracker(model, TrackConfig(runtime=...))``; an
+architecture whose registered tracker is not a ``lorat.Tracker`` subclass yet (OSTrack before its rebase)
+gets its own tracker class over ``lorat.runtime.as_module(make_runtime(...))``, which is said in the
+output.
+
+Variants of a preset are interleaved (``--rounds`` rounds, each variant tracks ``--frames`` frames from
+the first one, restarted on the same box), so host load hits them alike; we report fps = 1 / (min and
+median per-frame time), the ratio of medians to the first variant, and the load average before and after.
+The goal (issue 9): >= 60 fps end to end for the 128 geometry with the fastest runtime.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+DEFAULT_PRESETS = ["loretrack-b-128", "lorat-s-112", "lorat-b-112", "lorat-s-168"]
+DEFAULT_VARIANTS = ["eager/bfloat16", "compile/bfloat16", "onnx/float32", "onnx-int8/float32"]
+
+
+def write_sequence(folder: Path, n: int, seed: int = 0) -> tuple[list[Path], tuple[float, float, float, float]]:
+    """``n`` 640x480 JPEGs of a textured background with a bright square moving across; first box."""
+    rng = np.random.default_rng(seed)
+    base = cv2.resize(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_LINEAR)
+    paths = []
+    for i in range(n):
+        img = base.copy()
+        x, y = 200 + 3 * i, 180 + int(20 * np.sin(i / 5))
+        img[y:y + 60, x:x + 80] = (250, 200, 40)
+        path = folder / f"{i:05d}.jpg"
+        cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        paths.append(path)
+    return paths, (200.0, 180.0, 80.0, 60.0)
+
+
+def build_tracker(model, runtime: str, precision: str, cache: Path):
+    """``(tracker, how)``: through ``TrackConfig.runtime`` when the registered tracker is a Tracker."""
+    from lorat.models.registry import get_arch, import_path
+    from lorat.runtime import as_module, make_runtime
+    from lorat.track.tracker import TrackConfig, Tracker
+
+    opts = {"allow_spinning": False, "cache_dir": str(cache)} if runtime.startswith("onnx") else {}
+    cls = import_path(get_arch(model.cfg).tracker)
+    if isinstance(cls, type) and issubclass(cls, Tracker):
+        cfg = TrackConfig(device="cpu", dtype=precision, runtime=runtime, runtime_options=opts, copy_model=True,
+                          verbose=False)
+        return Tracker(model, cfg), "lorat.Tracker"
+    rt = make_runtime(model, runtime, precision, "cpu", **opts)
+    return cls(as_module(rt), TrackConfig(device="cpu", dtype="float32", verbose=False)), f"{cls.__name__}+as_module"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--presets", nargs="+", default=DEFAULT_PRESETS)
+    p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, metavar="RUNTIME/PRECISION")
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--markdown", default=None)
+    args = p.parse_args()
+    import lorat
+    from lorat.data.images import read_image
+
+    load0 = os.getloadavg()
+    tmp = tempfile.TemporaryDirectory(prefix="lorat-rt-")
+    paths, box = write_sequence(Path(tmp.name), args.frames + 1)
+    rows = []
+    for preset in args.presets:
+        torch.manual_seed(0)
+        model = lorat.create_model(preset).eval()
+        trackers, build_s, hows = {}, {}, {}
+        for v in args.variants:
+            runtime, precision = v.split("/")
+            a = time.perf_counter()
+            tr, how = build_tracker(model, runtime, precision, Path(tmp.name) / f"{preset}-{runtime}")
+            tr.initialize(read_image(paths[0]), box)
+            tr.track(read_image(paths[1]))  # first call: compiles
+            trackers[v], build_s[v], hows[v] = tr, time.perf_counter() - a, how
+        times = {v: [] for v in trackers}
+        for _ in range(args.rounds):
+            for v, tr in trackers.items():
+                tr.initialize(read_image(paths[0]), box)
+                for path in paths[1:]:
+                    a = time.perf_counter()
+                    tr.track(read_image(path))
+                    times[v].append(time.perf_counter() - a)
+        ref = statistics.median(times[args.variants[0]])
+        for v, ts in times.items():
+            med = statistics.median(ts)
+            rows.append((preset, v, hows[v], 1 / min(ts), 1 / med, ref / med, build_s[v]))
+            print(f"{preset:16s} {v:20s} {hows[v]:28s} fps best {1 / min(ts):6.1f} median {1 / med:6.1f} "
+                  f"x{ref / med:.2f}  build+first {build_s[v]:.1f}s", flush=True)
+        del trackers, model
+    load1 = os.getloadavg()
+    lines = [f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; load average "
+             f"(1/5/15 min) at start {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f}, at end "
+             f"{load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f}; {args.rounds} rounds x {args.frames} frames, 640x480 "
+             "JPEG decoded each frame", "",
+             "| preset | variant | tracker | fps (best) | fps (median) | median vs first variant "
+             "| build + first call s |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d:.1f} | {e:.1f} | {f:.2f} | {g:.1f} |" for a, b, c, d, e, f, g in rows]
+    out = "\n".join(lines)
+    print(out)
+    if args.markdown:
+        from lorat.files import atomic_write_text
+
+        title = "# CPU real-time tracking (generated by cpu_realtime.py)\n\n"
+        atomic_write_text(Path(args.markdown), title + out + "\n")
+
+
+if __name__ == "__main__":
+    main()
