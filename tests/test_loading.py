@@ -87,3 +87,19 @@ def test_models_lists_presets_of_every_architecture(ext_arch, capsys):
     assert main(["models", "ext-"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("ext-tiny") and "arch=exttest" in line and "search=56" in line
+
+
+def test_runtime_options_reach_the_trackconfig(ext_arch, tmp_path):
+    _, cfg, _ = model_from_args(_args("--preset", "ext-tiny", "--runtime", "onnx-int8", "--attention", "manual"))
+    assert (cfg.runtime, cfg.runtime_options) == ("onnx-int8", {"attention": "manual"})
+    _, cfg, _ = model_from_args(_args("--preset", "ext-tiny", "--set", "runtime=compile"))
+    assert cfg.runtime == "compile"  # the default --runtime eager leaves --set runtime=... alone
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"x")
+    _, cfg, _ = model_from_args(_args("--preset", "ext-tiny", "--runtime", "onnx", "--onnx", str(onnx)))
+    assert cfg.runtime_options == {"onnx_path": str(onnx)}
+    with pytest.raises(ValueError, match="runtime='tvm'"):
+        model_from_args(_args("--preset", "ext-tiny", "--set", "runtime=tvm"))
+    for argv in (["track", "s", "--box", "1,2,3,4", "-o", "o"], ["eval", "--benchmark", "lasot", "-o", "o"]):
+        args = build_parser().parse_args([*argv, "--runtime", "onnx"])
+        assert args.runtime == "onnx"
