@@ -510,7 +510,10 @@ class Tracker:
 
         With a runtime (``TrackConfig.runtime``), ``self.runtime(*args)`` instead: float32 outputs.
         """
-        if getattr(self, "runtime", None) is not None and not kwargs:
+        if getattr(self, "runtime", None) is not None:
+            if kwargs:
+                raise ValueError(f"runtime {self.runtime.name!r} takes the model's inputs positionally; "
+                                 f"{type(self).__name__}.forward passed keywords {sorted(kwargs)}")
             return self.runtime(*args)
         ctx = torch.autocast(self.device.type, dtype=self.dtype) if self._autocast else contextlib.nullcontext()
         with torch.inference_mode(), ctx:
