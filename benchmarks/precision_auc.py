@@ -37,6 +37,12 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
+def read_boxes(path: Path) -> np.ndarray:
+    """(N, 4) boxes of a result file (tab, comma or space separated)."""
+    rows = [line.replace(",", " ").split() for line in path.read_text().splitlines() if line.strip()]
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+
 def sequence_auc(pred: np.ndarray, gt: np.ndarray) -> float:
     """Success AUC of one sequence (thresholds 0..1 step 0.05, frames with a valid ground truth box)."""
     valid = (gt[:, 2] > 0) & (gt[:, 3] > 0)
@@ -90,7 +96,7 @@ def main() -> None:
         stats = evaluate(tracker, benchmarks, results, name, batch=args.batch, progress=False)
         m = summarize(benchmarks, results, name)["got10k_val"]["mean"]
         folder = result_dir(results, name, "got10k_val")
-        boxes = {s.name: np.loadtxt(folder / f"{s.name}.txt", delimiter=",", ndmin=2) for s in seqs}
+        boxes = {s.name: read_boxes(folder / f"{s.name}.txt") for s in seqs}
         rows[v] = {"name": name, "auc": m["auc"], "precision": m["precision"], "norm_precision": m["norm_precision"],
                    "fps": stats.fps, "seconds": time.perf_counter() - t0, "boxes": boxes,
                    "seq_auc": np.array([sequence_auc(boxes[s.name], np.asarray(s.boxes, dtype=np.float64))
