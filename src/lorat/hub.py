@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import re
 import struct
 import warnings
@@ -78,12 +79,21 @@ def read_state_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # Official training checkpoints (OSTrack's ``.pth.tar``: ``net`` next to a pickled ``settings``
+        # object) hold foreign globals: read only the tensors with the restricted, non-executing reader.
+        from .models.mae import WeightsFileError, read_torch_weights
+
+        try:
+            return read_torch_weights(path)
+        except WeightsFileError as e:
+            raise CheckpointError(str(e)) from None
     except Exception as e:
         raise CheckpointError(f"{path}: cannot be read as a PyTorch weights file with weights_only=True "
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    # Unwrap common containers: {"model": sd}, {"state_dict": sd}, {"teacher": sd}.
+    # Unwrap common containers: {"model": sd}, {"state_dict": sd}, {"teacher": sd}, {"net": sd}.
     while isinstance(obj, dict) and len(obj) >= 1 and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        inner = [k for k in ("model", "state_dict", "module", "teacher") if isinstance(obj.get(k), dict)]
+        inner = [k for k in ("model", "state_dict", "module", "teacher", "net") if isinstance(obj.get(k), dict)]
         if not inner:
             break
         obj = obj[inner[0]]
