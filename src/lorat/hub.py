@@ -395,8 +395,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, contents: str = "full",
                     extra_metadata: dict[str, str] | None = None) -> None:
     """Save ``model`` in lorat's format (safetensors + config header), atomically.
 
-    ``contents``: ``full`` (every tensor: self-contained), ``trainable`` (what PEFT trains, like the
-    official saver: needs the backbone to load). A merged model is saved as ``merged``.
+    ``contents``: ``full`` (every tensor: self-contained), ``trainable`` (what PEFT trains and the buffers,
+    like the official saver: needs the backbone to load). A merged model is saved as ``merged``.
     """
     cfg: ModelConfig = model.cfg
     merged = cfg.peft == "lora" and not has_lora(model)
@@ -405,6 +405,9 @@ def save_checkpoint(model: nn.Module, path: str | Path, contents: str = "full",
     sd = model.state_dict()
     if contents == "trainable":
         keep = {n for n, p in model.named_parameters() if p.requires_grad}
+        # plus the buffers (BatchNorm running statistics of OSTrack's head): training updates them too, so
+        # a resumed run needs them; LoRAT models have none
+        keep |= set(sd) - {n for n, _ in model.named_parameters()}
         sd = {k: v for k, v in sd.items() if k in keep}
     meta = {"format": "lorat", "lorat_version": __version__, "config": json.dumps(to_dict(cfg)),
             "contents": "merged" if merged else contents, **(extra_metadata or {})}
