@@ -8,8 +8,16 @@ import pytest
 import torch
 
 import lorat
-from lorat.track.ostrack import (OSTrackTracker, box_to_pixels, clip_box, decode, hann2d, map_box_back, preprocess,
-                                 sample_target)
+from lorat.track.ostrack import (
+    OSTrackTracker,
+    box_to_pixels,
+    clip_box,
+    decode,
+    hann2d,
+    map_box_back,
+    preprocess,
+    sample_target,
+)
 from ostrack_fixtures import build_student, fixture_dirs, ids, manifest, tensors
 
 DIRS = fixture_dirs()
