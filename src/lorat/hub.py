@@ -79,7 +79,7 @@ def read_state_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as first:
         # Official training checkpoints (OSTrack's ``.pth.tar``: ``net`` next to a pickled ``settings``
         # object) hold foreign globals: read only the tensors with the restricted, non-executing reader.
         from .models.mae import WeightsFileError, read_torch_weights
@@ -87,7 +87,9 @@ def _read_torch(path: Path) -> dict[str, torch.Tensor]:
         try:
             return read_torch_weights(path)
         except WeightsFileError as e:
-            raise CheckpointError(str(e)) from None
+            why = str(e).removeprefix(f"{path}: ")
+            raise CheckpointError(f"{path}: cannot be read as a PyTorch weights file with weights_only=True "
+                                  f"({type(first).__name__}); the restricted reader: {why}") from None
     except Exception as e:
         raise CheckpointError(f"{path}: cannot be read as a PyTorch weights file with weights_only=True "
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
