@@ -39,6 +39,10 @@ def test_presets_registered_with_official_geometry():
         assert (cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.head_channels, cfg.patch_size) == (768, 12, 12, 256, 16)
         assert cfg.template_area_factor == 2.0 and cfg.pretrain_grid == 14
     assert get_arch("ostrack").tracker == "lorat.track.ostrack:OSTrackTracker"
+    from lorat.models.registry import import_path
+    from lorat.train.ostrack_task import OSTrackTask
+
+    assert import_path(get_arch("ostrack").task) is OSTrackTask
 
 
 def test_state_dict_keys_equal_official():

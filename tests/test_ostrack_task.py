@@ -147,3 +147,19 @@ def test_cli_train_loretrack_with_teacher(synth_root, tmp_path, teachers):
     assert back.cfg.search_size == 64 and back.cfg.name == "loretrack-b-128"
     assert isinstance(lorat.Tracker(back, lorat.TrackConfig(device="cpu", verbose=False)),
                       lorat.track.ostrack.OSTrackTracker)
+
+
+def test_ostrack_jitter_follows_the_yaml_of_the_geometry(synth_root, tmp_path, teachers):
+    from lorat.train.ostrack_task import ostrack_jitter
+
+    assert ostrack_jitter(resolve_config("ostrack-b-256")) == {"translation_jitter": 3.0, "scale_jitter": 0.25}
+    assert ostrack_jitter(resolve_config("ostrack-b-384")) == {"translation_jitter": 4.5, "scale_jitter": 0.5}
+    cfg = small_cfg(synth_root, tmp_path, model="loretrack-b-128", teacher=str(teachers["ostrack"]))
+    task = OSTrackTask(cfg, resolve_config("loretrack-b-128", **STUDENT))
+    train_set, _ = task.build_datasets()
+    tc = train_set.transform.config
+    assert (tc.search_size, tc.template_size, tc.stride) == (128, 64, 16)  # the teacher's crops
+    assert (tc.translation_jitter, tc.scale_jitter, tc.deit3, tc.brightness) == (4.5, 0.5, False, 0.2)
+    batch = task.collate([train_set[i] for i in range(3)])
+    anno = batch["search_anno"]  # normalised x, y, w, h of the same box as the xyxy "boxes"
+    assert torch.allclose(anno[:, :2] + anno[:, 2:], batch["boxes"][:, 2:]) and (anno[:, 2:] > 0).all()

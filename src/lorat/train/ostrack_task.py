@@ -4,7 +4,7 @@
 
 * data: the shared pair sampler (``data/sampler.PairDataset``) and crop/jitter transform
   (``data/transforms.SiameseTrainTransform``) at the model's geometry: template factor 2 without jitter,
-  search factor 4 (5 for 384) with scale jitter 0.25 and centre jitter 3, as OSTrack's yaml; the
+  search factor 4 with centre jitter 3 / scale jitter 0.25 (factor 5: 4.5 / 0.5), as OSTrack's yamls; the
   augmentation is OSTrack's (horizontal flip 0.5, brightness jitter 0.2, no contrast/saturation, no 3-augment);
 * labels: the search box (B, 4) normalised ``x, y, w, h`` (``search_anno``); the Gaussian centre heat map is
   made from it inside the loss (``train/ostrack_loss.generate_heatmap``);
@@ -31,6 +31,14 @@ from .task import Batch, Task
 
 _OSTRACK_AUG = dict(deit3=False, brightness=0.2, contrast=0.0, saturation=0.0)
 """OSTrack's training augmentation in :class:`lorat.data.transforms.TransformConfig` terms."""
+
+
+def ostrack_jitter(geometry: Any) -> dict[str, float]:
+    """OSTrack's search-crop jitter for a geometry: centre 3 / scale 0.25 with search factor 4 (the 256
+    yaml), 4.5 / 0.5 with factor 5 (the 384 yaml, also LoReTrack's, whose students see the teacher crop)."""
+    if float(geometry.search_area_factor) >= 5.0:
+        return {"translation_jitter": 4.5, "scale_jitter": 0.5}
+    return {"translation_jitter": 3.0, "scale_jitter": 0.25}
 
 
 def terms_for_log(terms: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -105,7 +113,9 @@ class OSTrackTask(Task):
     def build_datasets(self) -> tuple[Any, Any | None]:
         from ..data.transforms import SiameseTrainTransform
 
-        return pair_datasets(self.cfg, SiameseTrainTransform.from_model_config(self.geometry(), **_OSTRACK_AUG))
+        geo = self.geometry()
+        return pair_datasets(self.cfg, SiameseTrainTransform.from_model_config(geo, **ostrack_jitter(geo),
+                                                                               **_OSTRACK_AUG))
 
     def collate(self, items: list[dict]) -> Batch:
         """LoRAT's pair batch plus ``search_anno`` (B, 4): the normalised search box as ``x, y, w, h``."""
@@ -153,4 +163,5 @@ class LoReTrackTask(OSTrackTask):
         return loss, terms_for_log(terms)  # focal, giou, l1, qkv, disc, their parts, iou, task
 
 
-__all__ = ["OSTrackTask", "LoReTrackTask", "load_teacher", "check_same_crop", "pair_datasets", "terms_for_log"]
+__all__ = ["OSTrackTask", "LoReTrackTask", "ostrack_jitter", "load_teacher", "check_same_crop", "pair_datasets",
+           "terms_for_log"]
