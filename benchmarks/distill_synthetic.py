@@ -156,7 +156,7 @@ def markdown(n: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/distill_synthetic"))
-    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--train-seqs", type=int, default=40)
     p.add_argument("--test-seqs", type=int, default=12)

@@ -116,6 +116,7 @@ def test_full_tracker_step(d):
 
 
 def test_precision_auto_and_bf16():
+    torch.manual_seed(0)
     model = lorat.create_model("loretrack-b-96", embed_dim=32, depth=1, num_heads=2, head_channels=16)
     img = (np.arange(80 * 90 * 3) % 251).astype(np.uint8).reshape(80, 90, 3)
     auto = lorat.Tracker(model, lorat.TrackConfig(device="cpu", verbose=False, copy_model=True))
@@ -125,9 +126,14 @@ def test_precision_auto_and_bf16():
     fp = lorat.Tracker(model, lorat.TrackConfig(device="cpu", dtype="float32", verbose=False))
     for tr in (bf, fp):
         tr.initialize(img, [20, 20, 16, 18])
-    (b16, s16), (b32, s32) = bf.track(img), fp.track(img)
-    assert np.isfinite(b16).all() and abs(s16 - s32) < 0.05
-    assert np.abs(b16 - b32).max() < 8.0  # bf16 keeps about 3 significant digits of the head maps
+    (b16, s16), (_, s32) = bf.track(img), fp.track(img)
+    assert np.isfinite(b16).all() and (b16[2:] >= 10).all() and abs(s16 - s32) < 0.05
+    # the head maps agree to bf16 precision (an untrained model's argmax may still land on another cell)
+    st = bf.states["__single__"]
+    x, _ = fp.crop_search(st, img)
+    m16 = bf.forward(bf.batch_templates([st]), x[None].to(torch.bfloat16), [st])["score_map"]
+    m32 = fp.forward(fp.batch_templates([fp.states["__single__"]]), x[None], [st])["score_map"]
+    assert (m16 - m32).abs().max() < 0.05
 
 
 def test_tracker_errors():
