@@ -222,10 +222,10 @@ def test_degenerate_prediction_crops_memory_around_the_last_box(model, monkeypat
 
 
 def test_cli_eval_and_track_with_an_spmtrack_preset(tmp_path, capsys):
+    import cv2
+
     from lorat.cli import main
     from test_eval_runner import _write_got10k_val
-
-    import cv2
 
     root = tmp_path / "got10k"
     _write_got10k_val(root)
