@@ -249,3 +249,13 @@ def test_cli_eval_and_track_with_an_spmtrack_preset(tmp_path, capsys):
     assert main(args) == 0
     assert "SPMTrackTracker" in capsys.readouterr().out
     assert any((tmp_path / "trk").iterdir())
+
+
+def test_cli_models_prints_the_tmoe_fields(capsys):
+    from lorat.cli import main
+
+    assert main(["models", "spmtrack-l-378"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "tmoe_r=64 alpha=64 experts=4" in line and "lora_r" not in line
+    assert main(["models", "lorat-b-224"]) == 0
+    assert "lora_r=64" in capsys.readouterr().out
