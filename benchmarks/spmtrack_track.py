@@ -145,7 +145,8 @@ def markdown(fps: dict | None, mem: list[dict] | None, load: str, argv: list[str
                   f"Backbone: {w}, random weights, {fps['dtype']}, {fps['frames']} timed frames per tracker, the two "
                   "trackers alternating frame by frame. Tokens per forward: LoRAT "
                   f"{fps['tokens']['lorat']}, SPMTrack {fps['tokens']['spmtrack']} (state + 3 templates + search).",
-                  "", "| tracker | ms / frame min | ms / frame median | fps (min) | fps (median) |", "|---|---|---|---|---|"]
+                  "", "| tracker | ms / frame min | ms / frame median | fps (min) | fps (median) |",
+                  "|---|---|---|---|---|"]
         for arch in ("lorat", "spmtrack"):
             r = fps[arch]
             lines.append(f"| {arch} | {r['min_ms']:.1f} | {r['med_ms']:.1f} | {1000 / r['min_ms']:.1f} | "
