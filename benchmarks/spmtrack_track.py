@@ -118,15 +118,20 @@ def memory_child(schedule: str, known: bool, prune: bool, frames: int) -> dict:
             "maxrss_mb": _status_mb("VmHWM"), "fps": (frames - 1) / elapsed}
 
 
+MALLOC_FIXED = {"MALLOC_MMAP_THRESHOLD_": "131072"}
+"""glibc: a fixed mmap threshold (128 kB), so every crop-sized block is its own mapping, returned on free."""
+
+
 def measure_memory(frames: int) -> list[dict]:
-    settings = [("default", False, True), ("default", True, True), ("thirds", False, True), ("thirds", True, True),
-                ("default", False, False)]
+    settings = [("default", False, True, {}), ("default", True, True, {}), ("thirds", False, True, {}),
+                ("thirds", True, True, {}), ("default", False, False, {}), ("default", False, True, MALLOC_FIXED)]
     results = []
-    for schedule, known, prune in settings:
+    for schedule, known, prune, env in settings:
         cmd = [sys.executable, __file__, "--memory-child", json.dumps([schedule, known, prune, frames])]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ.copy())
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **env})
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
         r = results[-1]
+        r["malloc"] = " ".join(f"{k}={v}" for k, v in env.items()) or "default"
         print(f"memory {schedule:7s} known={known!s:5s} prune={prune!s:5s}: peak {r['peak_entries']} entries, "
               f"max RSS {r['maxrss_mb']:.0f} MB, {r['fps']:.0f} fps", flush=True)
     return results
@@ -159,18 +164,20 @@ def markdown(fps: dict | None, mem: list[dict] | None, load: str, argv: list[str
                   f"Tiny SPMTrack (32 wide, 1 block) at the -224 crop sizes: one memory entry = "
                   f"{mem[0]['entry_kb']:.0f} kB (B-378: 196 px, 450 kB). One process per row; RSS from "
                   "`/proc/self/status` (VmRSS), peak from VmHWM.", "",
-                  "| schedule | length | pruning | peak entries | entries at the end | VmRSS start -> end (MB) | "
-                  "max RSS (MB) | fps |", "|---|---|---|---|---|---|---|---|"]
+                  "| schedule | length | pruning | glibc malloc | peak entries | entries at the end | "
+                  "VmRSS start -> end (MB) | max RSS (MB) | fps |", "|---|---|---|---|---|---|---|---|---|"]
         for r in mem:
             rss = r["vmrss_mb"]
             lines.append(f"| {r['schedule']} | {'known' if r['known'] else 'unknown'} | "
-                         f"{'on' if r['prune'] else 'off (official)'} | {r['peak_entries']:,} | "
+                         f"{'on' if r['prune'] else 'off (official)'} | {r.get('malloc', 'default')} | "
+                         f"{r['peak_entries']:,} | "
                          f"{r['final_entries']:,} | {rss[0][1]:.0f} -> {rss[-1][1]:.0f} | {r['maxrss_mb']:.0f} | "
                          f"{r['fps']:.0f} |")
         lines += ["", "VmRSS every 1,000 frames (MB):", ""]
         for r in mem:
             lines.append(f"* {r['schedule']}, length {'known' if r['known'] else 'unknown'}, pruning "
-                         f"{'on' if r['prune'] else 'off'}: " + ", ".join(f"{v:.0f}" for _, v in r["vmrss_mb"]))
+                         f"{'on' if r['prune'] else 'off'}, malloc {r.get('malloc', 'default')}: "
+                         + ", ".join(f"{v:.0f}" for _, v in r["vmrss_mb"]))
         lines.append("")
     return "\n".join(lines)
 

@@ -259,3 +259,16 @@ def test_cli_models_prints_the_tmoe_fields(capsys):
     assert "tmoe_r=64 alpha=64 experts=4" in line and "lora_r" not in line
     assert main(["models", "lorat-b-224"]) == 0
     assert "lora_r=64" in capsys.readouterr().out
+
+
+def test_bf16_memory_holds_what_the_model_is_fed(model):
+    frames, init = _video(5, 8)
+    tracker = lorat.Tracker(model, TrackConfig(device="cpu", dtype="bfloat16", verbose=False))
+    spy = Spy(tracker.model)
+    tracker.initialize(frames[0], init)
+    reported = [tracker.track(f)[0] for f in frames[1:]]
+    assert template_indices(4) == [0, 1, 3]
+    crop, _ = tracker.memory().select(4)[2]  # entry 3: frame 3 around its reported box
+    want, _ = memory_entry(frames[3], bx.xywh_to_xyxy(reported[2]), 28, 2)
+    assert crop.dtype == torch.bfloat16 and torch.equal(crop, want.to(torch.bfloat16))
+    assert torch.equal(spy.calls[-1]["z"][0, 2], crop)  # fed as stored: no second rounding

@@ -21,7 +21,8 @@ frame t >= 1
     4. after the frame, the frame is cropped around the reported box (area 2, padded with **this frame's**
        mean) and appended with that box's mask as memory entry ``t``. No confidence gating.
 
-Memory is host RAM, float32 (as the official pipeline keeps it); only the entries a later frame can still pick
+Memory is host RAM (as in the official pipeline), float32, or bfloat16 when the model runs in bf16 weights
+(the dtype the crops are fed in, so nothing changes); only the entries a later frame can still pick
 are kept (:class:`ReferenceMemory`), so a 10,000-frame video holds at most ~7,500 crops (2,500 when the length
 is given with :meth:`SPMTrackTracker.set_sequence_length`). Batching: every active sequence has its own memory
 and state; one forward serves them all, and a batch gives the same boxes as one-sequence runs.
@@ -74,8 +75,8 @@ class SPMTrackTracker(Tracker):
         cfg: a :class:`SPMTrackTrackConfig`, or a plain :class:`TrackConfig` (SPMTrack options at defaults).
         schedule, propagate_state, prune_memory: override the config's fields.
 
-    Per-sequence data lives in ``state.extra``: ``memory`` (:class:`ReferenceMemory` of ``(crop (3,S,S) float32
-    CPU, mask (f,f) int64)`` entries) and ``indices`` (the memory indices the last frame used). State tokens are
+    Per-sequence data lives in ``state.extra``: ``memory`` (:class:`ReferenceMemory` of ``(crop (3,S,S) CPU in
+    the model's input dtype, mask (f,f) int64)`` entries) and ``indices`` (the memory indices the last frame used). State tokens are
     in :attr:`state_tokens`.
     """
 
@@ -189,8 +190,14 @@ class SPMTrackTracker(Tracker):
 
     # ------------------------------------------------------------------ helpers
     def _entry(self, image: np.ndarray, box: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """One memory entry ``(crop (3,S,S) float32 CPU normalised, mask (f,f) int64)`` around ``box``."""
-        return memory_entry(image, box, self.template_size[0], self.template_feat[0], self.template_area_factor)
+        """One memory entry ``(crop (3,S,S) normalised on the CPU, mask (f,f) int64)`` around ``box``.
+
+        The crop is stored in the dtype it is fed to the model in (:attr:`input_dtype`): float32, or bfloat16
+        when the weights are cast, which halves the memory and changes nothing the model sees.
+        """
+        crop, mask = memory_entry(image, box, self.template_size[0], self.template_feat[0],
+                                  self.template_area_factor)
+        return crop.to(self.input_dtype), mask
 
     def run_sequence(self, frames: Sequence[np.ndarray], box_xywh: Sequence[float]) -> list[tuple[np.ndarray, float]]:
         """Track a whole sequence (frame 0 reports the given box with confidence 1); its length is known, so
