@@ -129,3 +129,19 @@ def test_injected_nan_stops_with_a_checkpoint(synth_root, tmp_path):
     assert all(torch.isfinite(v).all() for v in weights(ckpt / "model.safetensors").values())
     logged = [r for r in metrics(out) if "loss" in r]
     assert [r["step"] for r in logged] == [1, 2] and all(np.isfinite(r["loss"]) for r in logged)
+
+
+def test_single_frame_coco_tracks_give_five_copies_of_the_image(tmp_path):
+    import fake_datasets as F
+
+    F.make_fake_coco(tmp_path / "coco")
+    seqs = load_training_dataset("coco2017_train", str(tmp_path / "coco"))
+    model_cfg = resolve_config("spmtrack-b-224", **TINY)
+    # no augmentation: the 3 templates (and the 2 searches up to their jitter) are crops of one image
+    transform = TupletTransform.from_model_config(model_cfg, flip_prob=0.0, brightness=0.0, contrast=0.0,
+                                                  saturation=0.0, deit3=False)
+    ds = TupletDataset([seqs], transform, 6, seed=1)
+    for i in range(6):
+        item = ds[i]
+        assert item["frames"][2:].tolist() == [0] * 5
+        assert torch.equal(item["z"][0], item["z"][1]) and torch.equal(item["z"][0], item["z"][2])
