@@ -221,11 +221,19 @@ def test_degenerate_prediction_crops_memory_around_the_last_box(model, monkeypat
     assert torch.equal(crop, want)
 
 
-def test_cli_eval_and_track_with_an_spmtrack_preset(tmp_path, capsys):
+def test_cli_eval_and_track_with_an_spmtrack_preset(tmp_path, capsys, monkeypatch):
     import cv2
 
     from lorat.cli import main
-    from test_eval_runner import _write_got10k_val
+    from test_eval_runner import LENGTHS, _write_got10k_val
+
+    lengths = []
+    original = SPMTrackTracker.set_sequence_length
+
+    def record(self, seq_id, length):
+        lengths.append(length)
+        original(self, seq_id, length)
+    monkeypatch.setattr(SPMTrackTracker, "set_sequence_length", record)
 
     root = tmp_path / "got10k"
     _write_got10k_val(root)
@@ -237,6 +245,7 @@ def test_cli_eval_and_track_with_an_spmtrack_preset(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "SPMTrackTracker" in text and "schedule thirds" in text and "not propagated" in text
     assert "tracked 4 sequences" in text
+    assert sorted(lengths) == sorted(LENGTHS[:4])  # the runner passes each sequence's length (more pruning)
     assert len(list((out / "spmtrack-b-224" / "got10k_val").glob("*.txt"))) >= 4
     video = tmp_path / "frames"
     video.mkdir()
