@@ -90,7 +90,7 @@ def measure_fps(width: str, dtype: str, frames: int, warmup: int = 3) -> dict:
 
 
 # -------------------------------------------------------------------------------------------- memory
-def memory_child(schedule: str, known: bool, prune: bool, frames: int) -> dict:
+def memory_child(schedule: str, known: bool, prune: bool, frames: int, trim_every: int = 500) -> dict:
     """Track ``frames`` frames with a tiny SPMTrack; VmRSS samples, peak RSS, kept entries, fps."""
     import lorat
     from lorat.track.spmtrack import SPMTrackTrackConfig
@@ -99,7 +99,8 @@ def memory_child(schedule: str, known: bool, prune: bool, frames: int) -> dict:
     torch.manual_seed(0)
     model = lorat.create_model("spmtrack-b-224", **TINY)
     tracker = lorat.Tracker(model, SPMTrackTrackConfig(device="cpu", dtype="float32", verbose=False,
-                                                       schedule=schedule, prune_memory=prune))
+                                                       schedule=schedule, prune_memory=prune,
+                                                       trim_every=trim_every))
     video = _moving_frames(50, 240, 320)
     if known:
         tracker.set_sequence_length("seq", frames)
@@ -113,28 +114,41 @@ def memory_child(schedule: str, known: bool, prune: bool, frames: int) -> dict:
             samples.append((t, _status_mb()))
     elapsed = time.perf_counter() - t0
     entry_kb = 3 * 112 * 112 * 4 / 1024
-    return {"schedule": schedule, "known": known, "prune": prune, "frames": frames, "peak_entries": mem.peak,
-            "final_entries": len(mem), "entry_kb": entry_kb, "vmrss_mb": samples,
+    return {"schedule": schedule, "known": known, "prune": prune, "trim_every": trim_every, "frames": frames,
+            "peak_entries": mem.peak, "final_entries": len(mem), "entry_kb": entry_kb, "vmrss_mb": samples,
             "maxrss_mb": _status_mb("VmHWM"), "fps": (frames - 1) / elapsed}
 
 
 MALLOC_FIXED = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 """glibc: a fixed mmap threshold (128 kB), so every crop-sized block is its own mapping, returned on free."""
 
+SETTINGS = [  # schedule, length known, pruning, trim_every, extra environment
+    ("default", False, True, 500, {}), ("default", True, True, 500, {}), ("thirds", False, True, 500, {}),
+    ("thirds", True, True, 500, {}), ("default", False, False, 500, {}), ("default", False, True, 0, {}),
+    ("default", False, True, 0, MALLOC_FIXED)]
 
-def measure_memory(frames: int) -> list[dict]:
-    settings = [("default", False, True, {}), ("default", True, True, {}), ("thirds", False, True, {}),
-                ("thirds", True, True, {}), ("default", False, False, {}), ("default", False, True, MALLOC_FIXED)]
-    results = []
-    for schedule, known, prune, env in settings:
-        cmd = [sys.executable, __file__, "--memory-child", json.dumps([schedule, known, prune, frames])]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, **env})
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        r = results[-1]
-        r["malloc"] = " ".join(f"{k}={v}" for k, v in env.items()) or "default"
-        print(f"memory {schedule:7s} known={known!s:5s} prune={prune!s:5s}: peak {r['peak_entries']} entries, "
-              f"max RSS {r['maxrss_mb']:.0f} MB, {r['fps']:.0f} fps", flush=True)
-    return results
+
+def measure_memory(frames: int, parallel: int = 1) -> list[dict]:
+    """One child process per setting, ``parallel`` at a time (RSS is per process, so they do not interact)."""
+    results: list[dict | None] = [None] * len(SETTINGS)
+    running: list[tuple[int, subprocess.Popen]] = []
+    todo = list(enumerate(SETTINGS))
+    while todo or running:
+        while todo and len(running) < parallel:
+            i, (schedule, known, prune, trim, env) = todo.pop(0)
+            cmd = [sys.executable, __file__, "--memory-child", json.dumps([schedule, known, prune, frames, trim])]
+            running.append((i, subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, **env})))
+        i, proc = running.pop(0)
+        out, _ = proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(f"memory child {SETTINGS[i][:4]} failed with exit code {proc.returncode}")
+        r = json.loads(out.strip().splitlines()[-1])
+        r["malloc"] = " ".join(f"{k}={v}" for k, v in SETTINGS[i][4].items()) or "default"
+        results[i] = r
+        print(f"memory {r['schedule']:7s} known={r['known']!s:5s} prune={r['prune']!s:5s} trim={r['trim_every']} "
+              f"malloc={r['malloc']}: peak {r['peak_entries']} entries, max RSS {r['maxrss_mb']:.0f} MB, "
+              f"{r['fps']:.0f} fps", flush=True)
+    return [r for r in results if r is not None]
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -157,26 +171,29 @@ def markdown(fps: dict | None, mem: list[dict] | None, load: str, argv: list[str
             lines.append(f"| {arch} | {r['min_ms']:.1f} | {r['med_ms']:.1f} | {1000 / r['min_ms']:.1f} | "
                          f"{1000 / r['med_ms']:.1f} |")
         lines += ["", f"SPMTrack / LoRAT time per frame: **{fps['ratio_min']:.2f}x** (min), "
-                  f"{fps['ratio_med']:.2f}x (median).", ""]
+                  f"{fps['ratio_med']:.2f}x (median). Load when measured: `{fps.get('load', 'n/a')}`"
+                  + (f" ({fps['measured_at']})" if "measured_at" in fps else "") + ".", ""]
     if mem:
         n = mem[0]["frames"]
         lines += [f"## Resident memory over a {n:,}-frame sequence", "",
                   f"Tiny SPMTrack (32 wide, 1 block) at the -224 crop sizes: one memory entry = "
                   f"{mem[0]['entry_kb']:.0f} kB (B-378: 196 px, 450 kB). One process per row; RSS from "
                   "`/proc/self/status` (VmRSS), peak from VmHWM.", "",
-                  "| schedule | length | pruning | glibc malloc | peak entries | entries at the end | "
-                  "VmRSS start -> end (MB) | max RSS (MB) | fps |", "|---|---|---|---|---|---|---|---|---|"]
+                  "| schedule | length | pruning | trim every | glibc malloc | peak entries | entries at the end | "
+                  "VmRSS start -> end (MB) | max RSS (MB) | fps |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in mem:
             rss = r["vmrss_mb"]
             lines.append(f"| {r['schedule']} | {'known' if r['known'] else 'unknown'} | "
-                         f"{'on' if r['prune'] else 'off (official)'} | {r.get('malloc', 'default')} | "
+                         f"{'on' if r['prune'] else 'off (official)'} | {r['trim_every'] or 'off'} | "
+                         f"{r.get('malloc', 'default')} | "
                          f"{r['peak_entries']:,} | "
                          f"{r['final_entries']:,} | {rss[0][1]:.0f} -> {rss[-1][1]:.0f} | {r['maxrss_mb']:.0f} | "
                          f"{r['fps']:.0f} |")
         lines += ["", "VmRSS every 1,000 frames (MB):", ""]
         for r in mem:
             lines.append(f"* {r['schedule']}, length {'known' if r['known'] else 'unknown'}, pruning "
-                         f"{'on' if r['prune'] else 'off'}, malloc {r.get('malloc', 'default')}: "
+                         f"{'on' if r['prune'] else 'off'}, trim {r['trim_every'] or 'off'}, malloc "
+                         f"{r.get('malloc', 'default')}: "
                          + ", ".join(f"{v:.0f}" for _, v in r["vmrss_mb"]))
         lines.append("")
     return "\n".join(lines)
@@ -191,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-frames", type=int, default=10_000)
     p.add_argument("--skip-fps", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--parallel", type=int, default=1, help="memory child processes at once (default 1)")
+    p.add_argument("--fps-from", metavar="JSON", help="report this earlier fps result instead of measuring")
     p.add_argument("--markdown", metavar="PATH", help="also write the report here")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -198,10 +217,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(memory_child(*json.loads(args.memory_child))))
         return 0
     load = Path("/proc/loadavg").read_text().strip() if Path("/proc/loadavg").is_file() else "n/a"
-    fps = None if args.skip_fps else measure_fps(args.width, args.dtype, args.frames)
+    if args.fps_from:
+        fps = json.loads(Path(args.fps_from).read_text())
+    else:
+        fps = None if args.skip_fps else measure_fps(args.width, args.dtype, args.frames)
+        if fps:
+            fps["load"] = load
     if fps:
         print(json.dumps(fps, indent=1), flush=True)
-    mem = None if args.skip_memory else measure_memory(args.memory_frames)
+    mem = None if args.skip_memory else measure_memory(args.memory_frames, args.parallel)
     text = markdown(fps, mem, load, argv)
     print(text)
     if args.markdown:
