@@ -71,6 +71,9 @@ def test_registry_gives_the_spmtrack_tracker(model):
     tracker = lorat.Tracker(model, TrackConfig(**F32))
     assert type(tracker) is SPMTrackTracker
     assert isinstance(tracker.cfg, SPMTrackTrackConfig) and tracker.cfg.schedule == "default"
+    mine = SPMTrackTrackConfig(**F32)
+    assert lorat.Tracker(model, mine, schedule="thirds").cfg.schedule == "thirds"
+    assert mine.schedule == "default"  # keyword options do not change the caller's config
     with pytest.raises(ValueError, match="schedule='fifths'"):
         lorat.Tracker(model, SPMTrackTrackConfig(schedule="fifths", **F32))
 

@@ -30,7 +30,7 @@ and state; one forward serves them all, and a batch gives the same boxes as one-
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -99,11 +99,9 @@ class SPMTrackTracker(Tracker):
                  propagate_state: bool | None = None, prune_memory: bool | None = None) -> None:
         cfg = cfg or SPMTrackTrackConfig()
         if not isinstance(cfg, SPMTrackTrackConfig):
-            cfg = SPMTrackTrackConfig(**cfg.__dict__)
-        for name, value in (("schedule", schedule), ("propagate_state", propagate_state),
-                            ("prune_memory", prune_memory)):
-            if value is not None:
-                setattr(cfg, name, value)
+            cfg = SPMTrackTrackConfig(**{f.name: getattr(cfg, f.name) for f in fields(TrackConfig)})
+        given = {"schedule": schedule, "propagate_state": propagate_state, "prune_memory": prune_memory}
+        cfg = replace(cfg, **{k: v for k, v in given.items() if v is not None})  # the caller's config stays as is
         super().__init__(model, cfg)
         if self.template_feat is None:
             raise ValueError(f"{type(model).__name__}.cfg has no template_feat: not an SPMTrack model")
