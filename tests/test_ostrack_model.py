@@ -39,6 +39,10 @@ def test_presets_registered_with_official_geometry():
         assert (cfg.embed_dim, cfg.depth, cfg.num_heads, cfg.head_channels, cfg.patch_size) == (768, 12, 12, 256, 16)
         assert cfg.template_area_factor == 2.0 and cfg.pretrain_grid == 14
     assert get_arch("ostrack").tracker == "lorat.track.ostrack:OSTrackTracker"
+    from lorat.models.registry import import_path
+    from lorat.train.ostrack_task import OSTrackTask
+
+    assert import_path(get_arch("ostrack").task) is OSTrackTask
 
 
 def test_state_dict_keys_equal_official():
@@ -130,6 +134,32 @@ def test_official_pth_tar_with_foreign_objects(d, tmp_path, monkeypatch):
     assert not (tmp_path / "pwned.txt").exists()
     for k, v in net.items():
         assert torch.equal(model.state_dict()[k], v.to(model.state_dict()[k].dtype)), k
+
+
+def test_load_checkpoint_reads_official_pth_tar(tmp_path, monkeypatch):
+    """lorat.load_checkpoint (the hub path every CLI command uses) on an official-style OSTrack .pth.tar."""
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    small = dict(embed_dim=32, depth=2, num_heads=2, head_channels=16)
+    net = lorat.create_model("ostrack-b-256", **small).state_dict()
+    net = {k: v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v for k, v in net.items()}
+    path = tmp_path / "OSTrack_ep0300.pth.tar"
+    _official_like_pth(path, {f"module.{k}": v for k, v in net.items()}, Settings)  # DataParallel prefix too
+    model = lorat.load_checkpoint(path, name="ostrack-b-256", **small)
+    assert not (tmp_path / "pwned.txt").exists()  # the pickled settings object did not run
+    assert type(model).__name__ == "OSTrack" and model.cfg.head_channels == 16
+    for k, v in net.items():
+        assert torch.equal(model.state_dict()[k], v), k
+    tracker = lorat.Tracker(model, lorat.TrackConfig(device="cpu", dtype="float32", verbose=False))
+    assert type(tracker).__name__ == "OSTrackTracker"
+    # a file with only foreign objects names what it found; a wrong preset names the override
+    junk = tmp_path / "junk.pth.tar"
+    torch.save({"settings": Settings(), "epoch": 3}, junk)
+    with pytest.raises(ValueError, match="junk.pth.tar.*no state dict"):
+        lorat.load_checkpoint(junk, name="ostrack-b-256")
+    with pytest.raises(ValueError, match="embed_dim=32"):
+        lorat.load_checkpoint(path, name="ostrack-b-256")
+    assert not (tmp_path / "pwned.txt").exists()
 
 
 @pytest.mark.parametrize("d", DIRS, ids=ids())

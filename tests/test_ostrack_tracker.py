@@ -8,7 +8,16 @@ import pytest
 import torch
 
 import lorat
-from lorat.track.ostrack import OSTrackTracker, box_to_pixels, clip_box, decode, hann2d, map_box_back, sample_target
+from lorat.track.ostrack import (
+    OSTrackTracker,
+    box_to_pixels,
+    clip_box,
+    decode,
+    hann2d,
+    map_box_back,
+    preprocess,
+    sample_target,
+)
 from ostrack_fixtures import build_student, fixture_dirs, ids, manifest, tensors
 
 DIRS = fixture_dirs()
@@ -80,18 +89,51 @@ def test_full_tracker_step(d):
     x, xr = sample_target(f1, init, g["search_factor"], g["search_size"])
     assert np.array_equal(x, C["full.search_crop"].numpy()) and xr == C["full.search_resize_factor"].item()
     model = build_student(d, geometry="tracker")
-    tracker = OSTrackTracker(model, lorat.TrackConfig(device="cpu"))
+    tracker = lorat.Tracker(model, lorat.TrackConfig(device="cpu", dtype="float32", verbose=False))
+    assert type(tracker) is OSTrackTracker  # dispatched through the architecture registry
     assert not model.training
     tracker.initialize(f0, init)
+    # the tracker's own crops are the official ones, exactly
+    st = tracker.states[tracker.active_ids[0]]
+    assert torch.equal(st.z, preprocess(C["full.template_crop"].numpy())[0])
+    xt, info = tracker.crop_search(st, f1)
+    assert torch.equal(xt, preprocess(C["full.search_crop"].numpy())[0])
+    assert info.resize_factor == C["full.search_resize_factor"].item()
     box, score = tracker.track(f1)
     assert box.dtype == np.float64 and box.shape == (4,)
     np.testing.assert_allclose(box, C["full.final_state_xywh"].numpy(), atol=PX, rtol=0)
     assert 0 < score < 1
-    # the same step for two sequences in one forward (either argument order)
-    tracker.initialize_many(["a", "b"], [f0, f0], [init, init])
-    res = tracker.track_many([f1, f1], ["a", "b"])
-    for b, _ in res:
+    # the same step for three sequences in one forward, one of them at another position in the batch
+    tracker.initialize_many(["a", "b", "c"], [f0, f0, f0], [init, init, init])
+    res = tracker.track_many(["a", "b", "c"], [f1, f1, f1])
+    for b, s in res:
         np.testing.assert_allclose(b, C["full.final_state_xywh"].numpy(), atol=PX, rtol=0)
+        assert s == pytest.approx(score, abs=1e-5)
+    # the state moved to the reported box: the next crop is centred on it
+    assert tracker.states["a"].extra["xywh"] == pytest.approx(list(res[0][0]), abs=1e-9)
+    tracker.remove(["a", "b"])
+    assert tracker.active_ids == ["__single__", "c"]
+
+
+def test_precision_auto_and_bf16():
+    torch.manual_seed(0)
+    model = lorat.create_model("loretrack-b-96", embed_dim=32, depth=1, num_heads=2, head_channels=16)
+    img = (np.arange(80 * 90 * 3) % 251).astype(np.uint8).reshape(80, 90, 3)
+    auto = lorat.Tracker(model, lorat.TrackConfig(device="cpu", verbose=False, copy_model=True))
+    assert isinstance(auto, OSTrackTracker) and auto.precision in ("float32", "bfloat16")
+    bf = lorat.Tracker(model, lorat.TrackConfig(device="cpu", dtype="bfloat16", verbose=False, copy_model=True))
+    assert next(bf.model.parameters()).dtype == torch.bfloat16 and bf.input_dtype == torch.bfloat16
+    fp = lorat.Tracker(model, lorat.TrackConfig(device="cpu", dtype="float32", verbose=False))
+    for tr in (bf, fp):
+        tr.initialize(img, [20, 20, 16, 18])
+    (b16, s16), (_, s32) = bf.track(img), fp.track(img)
+    assert np.isfinite(b16).all() and (b16[2:] >= 10).all() and abs(s16 - s32) < 0.05
+    # the head maps agree to bf16 precision (an untrained model's argmax may still land on another cell)
+    st = bf.states["__single__"]
+    x, _ = fp.crop_search(st, img)
+    m16 = bf.forward(bf.batch_templates([st]), x[None].to(torch.bfloat16), [st])["score_map"]
+    m32 = fp.forward(fp.batch_templates([fp.states["__single__"]]), x[None], [st])["score_map"]
+    assert (m16 - m32).abs().max() < 0.05
 
 
 def test_tracker_errors():

@@ -95,5 +95,13 @@ def test_a_task_with_a_frozen_teacher(synth_root, tmp_path):
 
 
 def test_teacher_setting_needs_a_task_that_uses_one(synth_root, tmp_path):
-    with pytest.raises(ValueError, match="teacher='t.safetensors' is set but LoRATTask uses no teacher"):
+    from lorat.train.task import LoRATTask
+
+    class NoDistill(LoRATTask):
+        distill_task = None  # a task without a distillation subclass
+
+    with pytest.raises(ValueError, match="teacher='t.safetensors' is set but NoDistill uses no teacher"):
+        train(small_cfg(synth_root, tmp_path / "t", teacher="t.safetensors"), TINY, task=NoDistill)
+    # LoRAT itself hands over to its distillation task, which names the missing teacher file
+    with pytest.raises(FileNotFoundError, match="teacher checkpoint not found: t.safetensors"):
         train(small_cfg(synth_root, tmp_path / "t", teacher="t.safetensors"), TINY)

@@ -46,10 +46,12 @@ def run_models(args: argparse.Namespace) -> int:
 
     for name in list_models(args.pattern):
         c = get_preset(name)
+        # the adapter's fields: TMoE's where the config has them (SPMTrack; its inherited lora_* are unused)
+        adapter = ((("tmoe_r", "tmoe_r"), ("tmoe_alpha", "alpha"), ("tmoe_experts", "experts"))
+                   if hasattr(c, "tmoe_r") else (("lora_r", "lora_r"), ("lora_alpha", "alpha")))
         print(f"{name:14s} arch={c.arch}" + "".join(field(c, k, lab) for k, lab in (
             ("embed_dim", "dim"), ("depth", None), ("num_heads", "heads"), ("template_size", "template"),
-            ("search_size", "search"), ("search_area_factor", "area"), ("drop_path", None),
-            ("lora_r", "lora_r"), ("lora_alpha", "alpha"))))
+            ("search_size", "search"), ("search_area_factor", "area"), ("drop_path", None), *adapter)))
     return 0
 
 

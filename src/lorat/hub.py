@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import re
 import struct
 import warnings
@@ -78,12 +79,23 @@ def read_state_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as first:
+        # Official training checkpoints (OSTrack's ``.pth.tar``: ``net`` next to a pickled ``settings``
+        # object) hold foreign globals: read only the tensors with the restricted, non-executing reader.
+        from .models.mae import WeightsFileError, read_torch_weights
+
+        try:
+            return read_torch_weights(path)
+        except WeightsFileError as e:
+            why = str(e).removeprefix(f"{path}: ")
+            raise CheckpointError(f"{path}: cannot be read as a PyTorch weights file with weights_only=True "
+                                  f"({type(first).__name__}); the restricted reader: {why}") from None
     except Exception as e:
         raise CheckpointError(f"{path}: cannot be read as a PyTorch weights file with weights_only=True "
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-    # Unwrap common containers: {"model": sd}, {"state_dict": sd}, {"teacher": sd}.
+    # Unwrap common containers: {"model": sd}, {"state_dict": sd}, {"teacher": sd}, {"net": sd}.
     while isinstance(obj, dict) and len(obj) >= 1 and not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        inner = [k for k in ("model", "state_dict", "module", "teacher") if isinstance(obj.get(k), dict)]
+        inner = [k for k in ("model", "state_dict", "module", "teacher", "net") if isinstance(obj.get(k), dict)]
         if not inner:
             break
         obj = obj[inner[0]]
@@ -385,8 +397,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, contents: str = "full",
                     extra_metadata: dict[str, str] | None = None) -> None:
     """Save ``model`` in lorat's format (safetensors + config header), atomically.
 
-    ``contents``: ``full`` (every tensor: self-contained), ``trainable`` (what PEFT trains, like the
-    official saver: needs the backbone to load). A merged model is saved as ``merged``.
+    ``contents``: ``full`` (every tensor: self-contained), ``trainable`` (what PEFT trains and the buffers,
+    like the official saver: needs the backbone to load). A merged model is saved as ``merged``.
     """
     cfg: ModelConfig = model.cfg
     merged = cfg.peft == "lora" and not has_lora(model)
@@ -395,6 +407,9 @@ def save_checkpoint(model: nn.Module, path: str | Path, contents: str = "full",
     sd = model.state_dict()
     if contents == "trainable":
         keep = {n for n, p in model.named_parameters() if p.requires_grad}
+        # plus the buffers (BatchNorm running statistics of OSTrack's head): training updates them too, so
+        # a resumed run needs them; LoRAT models have none
+        keep |= set(sd) - {n for n, _ in model.named_parameters()}
         sd = {k: v for k, v in sd.items() if k in keep}
     meta = {"format": "lorat", "lorat_version": __version__, "config": json.dumps(to_dict(cfg)),
             "contents": "merged" if merged else contents, **(extra_metadata or {})}

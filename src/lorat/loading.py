@@ -129,7 +129,7 @@ def _with_runtime(track_cfg: Any, args: argparse.Namespace) -> Any:
 def model_from_args(args: argparse.Namespace):
     """Build ``(model, TrackConfig, default tracker name)`` from the :func:`add_model_arguments` options."""
     from .hub import load_checkpoint
-    from .models.registry import create_model, get_arch, get_preset
+    from .models.registry import create_model, get_arch, get_preset, import_path
 
     for opt in ("checkpoint", "pretrained"):
         value = getattr(args, opt, None)
@@ -141,7 +141,10 @@ def model_from_args(args: argparse.Namespace):
         arch = get_arch(checkpoint_arch(args.checkpoint) or "lorat")
     else:
         raise ValueError("give --checkpoint PATH (and --preset NAME for an official file) or --preset NAME")
-    track_cfg, model_overrides = split_overrides(_flat(args.overrides), arch.config_cls)
+    # the tracker's own config class (e.g. SPMTrack's schedule / state options), TrackConfig by default
+    track_cls = getattr(import_path(arch.tracker), "config_cls", None)
+    track_cfg, model_overrides = split_overrides(_flat(args.overrides), arch.config_cls,
+                                                 track_cls() if track_cls is not None else None)
     track_cfg = replace(track_cfg, device=args.device, dtype=canonical_precision(args.dtype))
     track_cfg = _with_runtime(track_cfg, args).validate()
     if args.checkpoint:

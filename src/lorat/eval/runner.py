@@ -250,6 +250,9 @@ def evaluate(tracker, benchmarks: Mapping[str, Seq[Sequence]], output: str | os.
                 init_boxes.append(init_box)
             images = [a.reader.next() for a in new]
             if new:
+                if hasattr(tracker, "set_sequence_length"):  # a memory tracker (SPMTrack) can then prune more
+                    for a in new:
+                        tracker.set_sequence_length(a.job.key, len(a.job.sequence.frames))
                 t0 = time.perf_counter()
                 tracker.initialize_many([a.job.key for a in new], images, init_boxes)  # errors name the job key
                 dt = (time.perf_counter() - t0) / len(new)

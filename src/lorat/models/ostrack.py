@@ -373,7 +373,7 @@ def _register() -> None:
 
     register_arch(Arch(name="ostrack", config_cls=OSTrackConfig, build=build_ostrack, read_pretrained=read_mae,
                        from_checkpoint=ostrack_from_checkpoint, claims=claims_ostrack,
-                       tracker="lorat.track.ostrack:OSTrackTracker", task="lorat.train.distill:OSTrackTask"))
+                       tracker="lorat.track.ostrack:OSTrackTracker", task="lorat.train.ostrack_task:OSTrackTask"))
     for cfg in _presets():
         register_preset(cfg)
 

@@ -43,7 +43,9 @@ class SPMTrackConfig(ModelConfig):
 
     ``peft``: ``"tmoe"`` (frozen backbone + TMoE, official) or ``"full"`` (everything trainable, no TMoE).
     ``num_templates`` / ``num_search_frames``: the training tuplet (3 + 2 officially); the model itself accepts
-    any number of templates. ``train_batch_size``: the official global batch of this variant.
+    any number of templates. ``train_batch_size``: the official global batch of this variant;
+    ``giou_warmup_epochs``: the optional GIoU warm-up of training (read by
+    :class:`lorat.train.spmtrack_task.SPMTrackTask`).
     """
 
     name: str = "spmtrack-b-378"
@@ -63,6 +65,7 @@ class SPMTrackConfig(ModelConfig):
     num_templates: int = 3
     num_search_frames: int = 2
     train_batch_size: int = 128
+    giou_warmup_epochs: int = 0  # GIoU weight x10 for the first N epochs (official large_378_warmup: 2)
 
     def validate(self) -> SPMTrackConfig:
         """Raise ValueError naming the field when the config is inconsistent."""
@@ -73,6 +76,8 @@ class SPMTrackConfig(ModelConfig):
             raise ValueError(f"tmoe_r={self.tmoe_r} and tmoe_experts={self.tmoe_experts} must be positive")
         if self.tmoe_init not in TMOE_INITS:
             raise ValueError(f"tmoe_init={self.tmoe_init!r}; expected one of {TMOE_INITS}")
+        if self.giou_warmup_epochs < 0:
+            raise ValueError(f"giou_warmup_epochs={self.giou_warmup_epochs} must be >= 0")
         if self.num_templates <= 0 or self.num_search_frames <= 0:
             raise ValueError(f"num_templates={self.num_templates} and num_search_frames={self.num_search_frames} "
                              "must be positive")
@@ -153,7 +158,11 @@ class SPMTrack(LoRAT):
             state: (B, C) the previous frame's ``state`` output, or None for the first frame.
 
         Returns ``score_map`` (B, Hx, Wx) logits, ``boxes`` (B, Hx, Wx, 4) normalised xyxy and ``state`` (B, C).
+        A 5-D ``x`` (B, S, 3, H, W) runs :meth:`forward_frames` and returns its list of S dicts (the training
+        forward in one module call, so a DDP wrapper sees a single forward per step).
         """
+        if x.ndim == 5:
+            return self.forward_frames(z, z_feat_mask, x, state)
         if z.ndim != 5 or z_feat_mask.ndim != 4 or z.shape[:2] != z_feat_mask.shape[:2]:
             raise ValueError(f"SPMTrack expects z (B,T,3,H,W) and z_feat_mask (B,T,h,w); got {tuple(z.shape)} and "
                              f"{tuple(z_feat_mask.shape)}")

@@ -15,7 +15,6 @@ The returned confidence is the (un-windowed) score at the chosen cell. There is 
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -25,12 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import boxes as bx
 from ..models.center_head import cal_bbox
-from .tracker import TrackConfig, check_image, check_init_box, prepare_model, resolve_device
+from .tracker import SequenceState, TrackConfig, Tracker
 
 _MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 _STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-_SINGLE = "__single__"
 
 
 # ============================================================================ the official math
@@ -112,112 +111,98 @@ def clip_box(box: Sequence[float], H: int, W: int, margin: float = 10) -> list[f
 
 
 # ============================================================================ the tracker
-@dataclass
-class _State:
-    z: torch.Tensor  # (1, 3, T, T) normalised template
-    box: list[float]  # (x, y, w, h) frame pixels
-    frame: int = 0
+class OSTrackTracker(Tracker):
+    """OSTrack / LoReTrack inference on the shared :class:`lorat.Tracker` loop (``lorat.Tracker(model)``
+    returns one for an OSTrack-architecture model).
 
+    Same public API as every tracker: ``initialize(image, box_xywh)`` / ``track(image) -> (box_xywh (4,)
+    float64, score)``, batched ``initialize_many(ids, images, boxes)`` / ``track_many(ids, images)`` (one
+    forward per frame for all sequences), ``remove(ids)``. Precision (``TrackConfig.dtype``, default
+    ``auto``) and device come from the base class. Overridden steps: the template and search crops
+    (:func:`sample_target`, zero padding), the forward ``model(z, x)``, the decode (Hann multiply +
+    ``cal_bbox``, :func:`map_box_back`, :func:`clip_box` with :attr:`margin`) and the state update (the
+    clipped box always becomes the state). ``TrackConfig.window_penalty`` and ``min_box_size`` do not apply
+    (OSTrack multiplies by the window and has no minimum crop box).
 
-class OSTrackTracker:
-    """Track with an OSTrack / LoReTrack model (``model.cfg`` gives the crop sizes and area factors).
-
-    Single sequence: ``initialize(image, box_xywh)`` then ``track(image) -> (box_xywh (4,) float64, score)``.
-    Many sequences, one forward per frame: ``initialize_many(ids, images, boxes)`` /
-    ``track_many(ids, images) -> [(box, score), ...]`` (``images`` first, ids last is accepted too).
-    ``cfg`` (a :class:`lorat.TrackConfig`): only ``device``, ``dtype`` and ``copy_model`` apply.
+    The per-sequence box is kept as the official ``[x, y, w, h]`` float list in ``state.extra["xywh"]`` (the
+    crop side ``ceil(sqrt(w h) * factor)`` is computed from exactly those numbers); ``state.box`` holds the
+    same box as xyxy for the shared code.
     """
 
     margin: float = 10.0
+    """Minimum side (px) of the clipped box (official ``clip_box(..., margin=10)``)."""
 
     def __init__(self, model: nn.Module, cfg: TrackConfig | None = None) -> None:
-        self.cfg = (cfg or TrackConfig()).validate()
-        self.device = resolve_device(self.cfg.device)
-        self.dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.cfg.dtype]
-        self.model = prepare_model(model, self.cfg, self.device)
+        super().__init__(model, cfg)
         mc = self.model.cfg
-        self.template_size, self.search_size = int(mc.template_size), int(mc.search_size)
-        self.template_factor, self.search_factor = float(mc.template_area_factor), float(mc.search_area_factor)
-        feat = self.search_size // int(mc.patch_size)
-        self.window = hann2d(feat, feat).to(self.device)
-        self._autocast = self.device.type == "cuda" and self.dtype != torch.float32
-        self._input_dtype = torch.float32 if self._autocast else self.dtype
-        self.states: dict[Hashable, _State] = {}
+        self.template_px, self.search_px = int(mc.template_size), int(mc.search_size)
+        feat = self.search_px // int(mc.patch_size)
+        self.hann = hann2d(feat, feat).to(self.device)
+        """``(1, 1, feat, feat)`` OSTrack window (no zero ends), multiplied onto the score map."""
 
-    # ------------------------------------------------------------------ single sequence
-    def initialize(self, image: np.ndarray, box_xywh: Sequence[float]) -> None:
-        """Start (or restart) the single sequence on ``image`` with the box (x, y, w, h)."""
-        self.initialize_many([_SINGLE], [image], [box_xywh])
+    # ------------------------------------------------------------------ override points
+    def new_state(self, image: np.ndarray, box: np.ndarray, seq_id: Hashable) -> SequenceState:
+        """Frame 0: the template ``sample_target(image, box, template factor -> template size)``, normalised."""
+        xywh = [float(v) for v in bx.xyxy_to_xywh(np.asarray(box, dtype=np.float64))]
+        crop, _ = sample_target(image, xywh, self.template_area_factor, self.template_px)
+        z = preprocess(crop)[0].to(self.device, self.input_dtype)  # (3, T, T)
+        return SequenceState(z=z, z_mask=None, pad=torch.zeros(3), box=np.asarray(box, dtype=np.float64),
+                             seq_id=seq_id, extra={"xywh": xywh})
 
-    def track(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        """Next frame of the single sequence: ``(box (4,) float64 x, y, w, h, score)``."""
-        if _SINGLE not in self.states:
-            raise ValueError("call initialize(image, box) before track(image)")
-        return self.track_many([_SINGLE], [image])[0]
+    def initialize_many(self, ids: Sequence[Hashable], images: Sequence[np.ndarray],
+                        boxes_xywh: Sequence[Sequence[float]]) -> None:
+        """Start sequences ``ids`` (see :meth:`lorat.Tracker.initialize_many`); the given ``x, y, w, h``
+        numbers are kept exactly as the official state."""
+        super().initialize_many(ids, images, boxes_xywh)
+        for sid, box in zip(ids, boxes_xywh):  # exact user numbers (xyxy -> xywh may move the last bit)
+            st = self.states[sid]
+            st.extra["xywh"] = [float(v) for v in np.asarray(box, dtype=np.float64).reshape(-1)]
 
-    # ------------------------------------------------------------------ many sequences
-    @staticmethod
-    def _order(a, b, c=None):
-        # Accept (ids, images[, boxes]) and (images[, boxes], ids).
-        if len(a) and isinstance(a[0], np.ndarray):
-            return (c, a, b) if c is not None else (b, a, None)
-        return (a, b, c)
+    def crop_search(self, state: SequenceState, image: np.ndarray) -> tuple[torch.Tensor, _Crop]:
+        """``sample_target(image, state, search factor -> search size)``; crop info for :meth:`decode`."""
+        prev = state.extra["xywh"]
+        crop, resize_factor = sample_target(image, prev, self.search_area_factor, self.search_px)
+        return preprocess(crop)[0], _Crop(resize_factor, list(prev), image.shape[0], image.shape[1])
 
-    def initialize_many(self, ids, images, boxes=None) -> None:
-        """Start sequences ``ids`` on ``images`` with ``boxes`` (x, y, w, h); no model call."""
-        ids, images, boxes = self._order(ids, images, boxes)
-        if boxes is None or not (len(ids) == len(images) == len(boxes)):
-            raise ValueError("initialize_many needs as many images and boxes as ids")
-        new = {}
-        for sid, image, box in zip(ids, images, boxes):
-            check_image(image, "image" if sid == _SINGLE else f"image of sequence {sid!r}")
-            h, w = image.shape[:2]
-            b = [float(v) for v in np.asarray(box, dtype=np.float64).reshape(-1)] if np.size(box) == 4 else box
-            check_init_box(b, w, h)
-            crop, _ = sample_target(image, b, self.template_factor, self.template_size)
-            new[sid] = _State(z=preprocess(crop).to(self.device, self._input_dtype), box=list(b))
-        self.states.update(new)
+    def batch_templates(self, states: Sequence[SequenceState]) -> tuple[torch.Tensor, ...]:
+        """``(z (B, 3, T, T),)``: OSTrack has no template mask."""
+        return (torch.stack([st.z for st in states]),)
 
-    def track_many(self, ids, images) -> list[tuple[np.ndarray, float]]:
-        """Track the next frame of every sequence in ``ids`` with one batched forward."""
-        ids, images, _ = self._order(ids, images)
-        if len(ids) != len(images):
-            raise ValueError(f"track_many needs one image per id: {len(ids)} ids, {len(images)} images")
-        missing = [sid for sid in ids if sid not in self.states]
-        if missing:
-            raise ValueError(f"sequence ids {missing} were not initialised (call initialize_many first)")
-        if not ids:
-            return []
-        states = [self.states[sid] for sid in ids]
-        crops = []
-        for sid, image, st in zip(ids, images, states):
-            check_image(image, "image" if sid == _SINGLE else f"image of sequence {sid!r}")
-            crops.append(sample_target(image, st.box, self.search_factor, self.search_size))
-        x = torch.cat([preprocess(c) for c, _ in crops]).to(self.device, self._input_dtype)
-        z = torch.cat([st.z for st in states])
-        out = self._forward(z, x)
-        boxes, _, scores = decode(out["score_map"], out["size_map"], out["offset_map"], self.window)
-        boxes, scores = boxes.cpu(), scores.cpu()
-        results = []
-        for i, (image, st) in enumerate(zip(images, states)):
-            rf = crops[i][1]
-            pred = box_to_pixels(boxes[i], self.search_size, rf)
-            st.box = clip_box(map_box_back(pred, st.box, self.search_size, rf), image.shape[0], image.shape[1],
-                              self.margin)
-            st.frame += 1
-            results.append((np.asarray(st.box, dtype=np.float64), float(scores[i])))
-        return results
-
-    def remove(self, ids) -> None:
-        """Forget sequences."""
-        for sid in ids:
-            self.states.pop(sid, None)
-
-    def _forward(self, z: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        ctx = torch.autocast(self.device.type, dtype=self.dtype) if self._autocast else contextlib.nullcontext()
-        with torch.inference_mode(), ctx:
-            out = self.model(z, x)
+    def forward(self, templates: tuple[torch.Tensor, ...], x: torch.Tensor,
+                states: Sequence[SequenceState]) -> dict[str, torch.Tensor]:
+        """``model(z, x)``; the three head maps as float32 (B, 1|2|2, H, W)."""
+        out = self.run_model(templates[0], x)
         return {k: out[k].float() for k in ("score_map", "size_map", "offset_map")}
+
+    def decode(self, outputs: dict[str, torch.Tensor], crops: Sequence[_Crop],
+               states: Sequence[SequenceState]) -> tuple[np.ndarray, np.ndarray]:
+        """Windowed ``cal_bbox``, back to the frame around the previous centre, ``clip_box``: (B, 4) xyxy, (B,)."""
+        boxes, _, scores = decode(outputs["score_map"], outputs["size_map"], outputs["offset_map"], self.hann)
+        boxes, scores = boxes.cpu(), scores.double().cpu().numpy()
+        out = np.empty((len(crops), 4), dtype=np.float64)
+        for i, (c, st) in enumerate(zip(crops, states)):
+            pred = box_to_pixels(boxes[i], self.search_px, c.resize_factor)
+            xywh = clip_box(map_box_back(pred, c.prev_xywh, self.search_px, c.resize_factor), c.height, c.width,
+                            self.margin)
+            st.extra["next_xywh"] = [float(v) for v in xywh]
+            out[i] = bx.xywh_to_xyxy(np.asarray(xywh, dtype=np.float64))
+        return out, scores
+
+    def update(self, state: SequenceState, box: np.ndarray, score: float, image: np.ndarray) -> None:
+        """The clipped box is the new state (always: ``clip_box`` keeps it inside with sides >= margin)."""
+        state.extra["xywh"] = state.extra.pop("next_xywh")
+        state.box = np.asarray(box, dtype=np.float64)
+        state.frame += 1
+
+
+@dataclass
+class _Crop:
+    """How one search crop was cut: what :meth:`OSTrackTracker.decode` needs to map its box back."""
+
+    resize_factor: float
+    prev_xywh: list[float]
+    height: int
+    width: int
 
 
 __all__ = ["OSTrackTracker", "sample_target", "preprocess", "hann1d", "hann2d", "decode", "box_to_pixels",

@@ -24,6 +24,8 @@ needs O(t) distinct crops, so no exact implementation can keep a constant number
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from collections.abc import Hashable, Sequence
 from typing import Any
 
@@ -141,6 +143,29 @@ class ReferenceMemory:
             del self._entries[i]
 
 
+def release_freed_memory() -> bool:
+    """Return freed heap memory to the operating system (glibc ``malloc_trim(0)``); False where unavailable.
+
+    Pruned memory crops are freed, but glibc keeps crop-sized blocks in its heap (its mmap threshold grows past
+    their size after the first free), and the blocks kept between them pin the pages: resident memory would stay
+    near its peak although the entries are gone. ``malloc_trim`` gives the free pages inside the heap back.
+    """
+    global _LIBC
+    if _LIBC is None:
+        try:
+            _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _LIBC = False
+    if not _LIBC:
+        return False
+    _LIBC.malloc_trim(0)
+    return True
+
+
+_LIBC: Any = None
+
+
 class StateTokens:
     """The per-sequence target state ``h`` fed to the next frame (``q_t = h_{t-1} + track_query + query_embed``).
 
@@ -182,4 +207,5 @@ class StateTokens:
         return seq_id in self._states
 
 
-__all__ = ["SCHEDULES", "MEMORY_AREA_FACTOR", "template_indices", "memory_entry", "ReferenceMemory", "StateTokens"]
+__all__ = ["SCHEDULES", "MEMORY_AREA_FACTOR", "template_indices", "memory_entry", "ReferenceMemory", "StateTokens",
+           "release_freed_memory"]

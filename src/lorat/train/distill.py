@@ -58,6 +58,14 @@ class LoReTrackLossConfig:
         return self
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside a DDP (``.module``) or ``torch.compile`` (``._orig_mod``) wrapper: for reading
+    its ``cfg`` and hooking its layers; the forward still goes through the wrapper (gradient sync)."""
+    while not hasattr(model, "cfg") and (hasattr(model, "module") or hasattr(model, "_orig_mod")):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
 def distill_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:
     """``DistillKL``: KL(softmax(t/T) || softmax(s/T)) over dim 1 (channels), summed, ``* T^2 / B``."""
     log_p_s = F.log_softmax(student / temperature, dim=1)
@@ -148,7 +156,7 @@ def loretrack_loss(student: nn.Module, teacher: nn.Module, teacher_template: tor
     tensors ``disc_mask``/``disc_energy``, ``student_out`` / ``teacher_out`` (the two output dicts).
     """
     cfg = (cfg or LoReTrackLossConfig()).validate()
-    scfg = student.cfg
+    scfg = unwrap(student).cfg
     was_training = teacher.training
     teacher.eval()
     with torch.no_grad():
@@ -181,14 +189,15 @@ def lorat_kd_forward(model: nn.Module, z: torch.Tensor, x: torch.Tensor, z_mask:
     LoRA linears concatenated) and the final-norm search features (B, C, g, g), which are the head's input.
     """
     captured: dict[str, torch.Tensor] = {}
-    h1 = model.blocks[-1].attn.qkv.register_forward_hook(lambda m, i, o: captured.__setitem__("qkv", o))
-    h2 = model.norm.register_forward_hook(lambda m, i, o: captured.__setitem__("norm", o))
+    plain = unwrap(model)  # hooks on the layers; the call below goes through a DDP/compile wrapper
+    h1 = plain.blocks[-1].attn.qkv.register_forward_hook(lambda m, i, o: captured.__setitem__("qkv", o))
+    h2 = plain.norm.register_forward_hook(lambda m, i, o: captured.__setitem__("norm", o))
     try:
         out = model(z, x, z_mask)
     finally:
         h1.remove()
         h2.remove()
-    g = model.cfg.search_feat
+    g = plain.cfg.search_feat
     tokens = captured["norm"][:, -g * g:]
     feat = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], g, g)
     return out, captured["qkv"], feat
@@ -213,7 +222,7 @@ def lorat_distill_loss(student: nn.Module, teacher: nn.Module, teacher_template:
     from .losses import lorat_loss
 
     cfg = (cfg or LoReTrackLossConfig()).validate()
-    scfg = student.cfg
+    scfg = unwrap(student).cfg
     was_training = teacher.training
     teacher.eval()
     with torch.no_grad():
@@ -236,4 +245,4 @@ def lorat_distill_loss(student: nn.Module, teacher: nn.Module, teacher_template:
 
 
 __all__ = ["LoReTrackLossConfig", "loretrack_loss", "distill_kl", "qkv_kd", "disc_kd", "disc_energy",
-           "split_qkv", "resize_to", "upsample_to", "lorat_kd_forward", "lorat_distill_loss"]
+           "split_qkv", "resize_to", "upsample_to", "lorat_kd_forward", "lorat_distill_loss", "unwrap"]

@@ -11,7 +11,9 @@ The loop in ``train/trainer.py`` knows nothing about a method. It asks the task 
   warm-ups, called before every optimizer step;
 * a frozen ``teacher`` (optional): never wrapped in DDP, never in the optimizer, always in eval mode with
   ``requires_grad=False``; the loop moves it to the device with :meth:`Task.to`;
-* the end-of-training tracker: ``tracker(model)``.
+* the end-of-training tracker: ``tracker(model)``;
+* ``distill_task`` (optional): the subclass ``TaskClass(cfg, model_cfg)`` builds instead when
+  ``TrainConfig.teacher`` is set, so one ``Arch.task`` path serves plain and distillation training.
 
 Tasks are built with ``TaskClass(cfg, model_cfg)``: the :class:`~lorat.config.TrainConfig` (which also
 carries ``teacher``, a checkpoint path) and the model config of the run.
@@ -58,6 +60,21 @@ class Task:
     """
 
     teacher: nn.Module | None = None
+    distill_task: str | None = None
+    """``"module:Class"`` of the subclass built instead when ``TrainConfig.teacher`` is set (distillation)."""
+
+    def __new__(cls, cfg: TrainConfig | None = None, *args: Any, **kwargs: Any) -> Task:
+        # With a teacher configured, an architecture's task class hands over to its distillation subclass
+        # (e.g. OSTrackTask -> LoReTrackTask), so one Arch.task path serves both; Python then runs that
+        # subclass's __init__ because it is an instance of cls.
+        if cls.distill_task and cfg is not None and getattr(cfg, "teacher", None):
+            from ..models.registry import import_path
+
+            sub = import_path(cls.distill_task)
+            if not (isinstance(sub, type) and issubclass(sub, cls)):
+                raise TypeError(f"{cls.__name__}.distill_task={cls.distill_task!r} is not a subclass of {cls.__name__}")
+            cls = sub
+        return super().__new__(cls)
 
     def __init__(self, cfg: TrainConfig, model_cfg: Any) -> None:
         self.cfg = cfg
@@ -124,7 +141,9 @@ class Task:
 class LoRATTask(Task):
     """LoRAT: template/search pairs (``data/sampler.PairDataset`` + ``data/transforms.SiameseTrainTransform``),
     ``model(z, x, z_feat_mask) -> {"score_map", "boxes"}`` and the IoU-aware BCE + GIoU loss
-    (``train/losses.lorat_loss``)."""
+    (``train/losses.lorat_loss``). With ``TrainConfig.teacher``: ``train/lorat_distill_task.LoRATDistillTask``."""
+
+    distill_task = "lorat.train.lorat_distill_task:LoRATDistillTask"
 
     def build_datasets(self) -> tuple[Any, Any | None]:
         from ..data.datasets import load_benchmark, load_training_dataset
