@@ -314,3 +314,18 @@ def test_host_threads_restores_the_count_and_changes_no_result(model):
         tracker.initialize(frames[0], box)
         runs.append(np.array([tracker.track(f)[0] for f in frames[1:]]))
     np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_lorat_tracker_runs_ostrack_through_trackconfig_runtime(ostrack):
+    from lorat.track.ostrack import OSTrackTracker
+    from lorat.track.tracker import TrackConfig, Tracker
+
+    assert issubclass(OSTrackTracker, Tracker)
+    frames, box = _frames(hw=(120, 160)), (60, 40, 30, 24)
+    plain = Tracker(ostrack, TrackConfig(device="cpu", dtype="float32", copy_model=True, verbose=False))
+    fast = Tracker(ostrack, TrackConfig(device="cpu", dtype="auto", runtime="onnx", copy_model=True, verbose=False))
+    assert fast.runtime.name == "onnx" and fast.precision == "float32"
+    for t in (plain, fast):
+        t.initialize(frames[0], box)
+    for f in frames[1:]:
+        np.testing.assert_allclose(fast.track(f)[0], plain.track(f)[0], atol=1e-2)
