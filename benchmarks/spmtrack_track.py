@@ -90,7 +90,7 @@ def measure_fps(width: str, dtype: str, frames: int, warmup: int = 3) -> dict:
 
 
 # -------------------------------------------------------------------------------------------- memory
-def memory_child(schedule: str, known: bool, prune: bool, frames: int, trim_every: int = 500) -> dict:
+def memory_child(schedule: str, known: bool, prune: bool, frames: int, trim_every: int = 100) -> dict:
     """Track ``frames`` frames with a tiny SPMTrack; VmRSS samples, peak RSS, kept entries, fps."""
     import lorat
     from lorat.track.spmtrack import SPMTrackTrackConfig
@@ -123,16 +123,17 @@ MALLOC_FIXED = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 """glibc: a fixed mmap threshold (128 kB), so every crop-sized block is its own mapping, returned on free."""
 
 SETTINGS = [  # schedule, length known, pruning, trim_every, extra environment
-    ("default", False, True, 500, {}), ("default", True, True, 500, {}), ("thirds", False, True, 500, {}),
-    ("thirds", True, True, 500, {}), ("default", False, False, 500, {}), ("default", False, True, 0, {}),
+    ("default", False, True, 100, {}), ("default", True, True, 100, {}), ("thirds", False, True, 100, {}),
+    ("thirds", True, True, 100, {}), ("default", False, False, 100, {}), ("default", False, True, 0, {}),
     ("default", False, True, 0, MALLOC_FIXED)]
 
 
-def measure_memory(frames: int, parallel: int = 1) -> list[dict]:
-    """One child process per setting, ``parallel`` at a time (RSS is per process, so they do not interact)."""
+def measure_memory(frames: int, parallel: int = 1, only: list[int] | None = None) -> list[dict]:
+    """One child process per setting (``only``: these indices of :data:`SETTINGS`), ``parallel`` at a time (RSS is
+    per process, so they do not interact)."""
     results: list[dict | None] = [None] * len(SETTINGS)
     running: list[tuple[int, subprocess.Popen]] = []
-    todo = list(enumerate(SETTINGS))
+    todo = [(i, st) for i, st in enumerate(SETTINGS) if only is None or i in only]
     while todo or running:
         while todo and len(running) < parallel:
             i, (schedule, known, prune, trim, env) = todo.pop(0)
@@ -209,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-fps", action="store_true")
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--parallel", type=int, default=1, help="memory child processes at once (default 1)")
+    p.add_argument("--only", type=int, nargs="+", default=None, metavar="I", help="only these memory settings")
     p.add_argument("--fps-from", metavar="JSON", help="report this earlier fps result instead of measuring")
     p.add_argument("--markdown", metavar="PATH", help="also write the report here")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             fps["load"] = load
     if fps:
         print(json.dumps(fps, indent=1), flush=True)
-    mem = None if args.skip_memory else measure_memory(args.memory_frames, args.parallel)
+    mem = None if args.skip_memory else measure_memory(args.memory_frames, args.parallel, args.only)
     text = markdown(fps, mem, load, argv)
     print(text)
     if args.markdown:

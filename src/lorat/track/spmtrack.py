@@ -59,14 +59,15 @@ class SPMTrackTrackConfig(TrackConfig):
         propagate_state: feed each frame its sequence's previous state token (paper, SPMTrack repository).
             False reproduces the LoRAT-repository port as shipped, where the state never propagates.
         prune_memory: keep only memory entries a later frame can still pick (exact: never changes a selection).
-        trim_every: after this many memory entries were dropped (over all sequences), hand the freed heap
-            pages back to the OS (:func:`release_freed_memory`, glibc); 0 turns it off.
+        trim_every: every this many tracked frames (over all sequences), hand the freed heap pages back to the
+            OS (:func:`release_freed_memory`, glibc): dropped crops and the holes the per-frame temporaries
+            leave between kept crops; 0 turns it off.
     """
 
     schedule: str = "default"
     propagate_state: bool = True
     prune_memory: bool = True
-    trim_every: int = 500
+    trim_every: int = 100
 
     def validate(self) -> SPMTrackTrackConfig:
         """Raise ValueError naming the bad field."""
@@ -108,7 +109,7 @@ class SPMTrackTracker(Tracker):
         self.state_tokens = StateTokens(self.cfg.propagate_state)
         """The per-sequence target-state tokens (``h`` of the last frame, on the device)."""
         self._lengths: dict[Hashable, int] = {}
-        self._dropped = 0  # memory entries freed since the last trim
+        self._frames_since_trim = 0
 
     def describe(self) -> str:
         """Tracker, device, precision, schedule and state mode in one line."""
@@ -191,28 +192,17 @@ class SPMTrackTracker(Tracker):
         box = np.asarray(box, dtype=np.float64)
         w, h = bx.box_size(box)
         centre = box if (w > 0 or h > 0) and np.isfinite(box).all() else state.box
-        mem: ReferenceMemory = state.extra["memory"]
-        before = len(mem)
-        mem.append(self._entry(image, centre))
-        self._freed(before + 1 - len(mem))
+        state.extra["memory"].append(self._entry(image, centre))
+        self._frames_since_trim += 1
+        if self.cfg.trim_every and self._frames_since_trim >= self.cfg.trim_every:
+            self._frames_since_trim = 0
+            release_freed_memory()
 
     def release(self, seq_id: Hashable) -> None:
         """Forget the sequence's memory, state token and length."""
         self.state_tokens.release(seq_id)
         self._lengths.pop(seq_id, None)
-        st = self.states.get(seq_id)
         super().release(seq_id)
-        if st is not None:
-            n = len(st.extra["memory"])
-            del st
-            self._freed(n)
-
-    def _freed(self, n: int) -> None:
-        """Count ``n`` dropped entries; every ``trim_every`` of them, return the freed pages to the OS."""
-        self._dropped += n
-        if self.cfg.trim_every and self._dropped >= self.cfg.trim_every:
-            self._dropped = 0
-            release_freed_memory()
 
     # ------------------------------------------------------------------ helpers
     def _entry(self, image: np.ndarray, box: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -146,9 +146,10 @@ class ReferenceMemory:
 def release_freed_memory() -> bool:
     """Return freed heap memory to the operating system (glibc ``malloc_trim(0)``); False where unavailable.
 
-    Pruned memory crops are freed, but glibc keeps crop-sized blocks in its heap (its mmap threshold grows past
-    their size after the first free), and the blocks kept between them pin the pages: resident memory would stay
-    near its peak although the entries are gone. ``malloc_trim`` gives the free pages inside the heap back.
+    glibc serves crop-sized blocks from its heap (its mmap threshold grows past their size after the first free),
+    so the kept memory crops end up between freed ones and freed per-frame temporaries (search crops, padded
+    copies): those free pages stay resident, and resident memory grows several times faster than the kept
+    crops. ``malloc_trim`` gives the free pages inside the heap back.
     """
     global _LIBC
     if _LIBC is None:
@@ -197,7 +198,7 @@ class StateTokens:
             raise ValueError(f"{len(ids)} ids but {states.shape[0]} states")
         if self.propagate:
             for i, s in zip(ids, states.detach()):
-                self._states[i] = s
+                self._states[i] = s.clone()  # a row of the model's output: a view would pin all its tokens
 
     def release(self, seq_id: Hashable) -> None:
         """Forget ``seq_id`` (unknown ids are ignored: the first frame may not have run yet)."""
