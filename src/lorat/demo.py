@@ -30,6 +30,7 @@ from .config import ModelConfig, TrainConfig
 from .data.synthetic import SyntheticConfig, make_synthetic_benchmark
 from .demo_peers import OPENCV_PEERS, run_opencv_peer
 from .files import atomic_write_text
+from .track.tracker import TrackConfig, Tracker
 
 OFFICIAL_LABEL = "LoRAT, official tracker (no size smoothing)"
 
@@ -46,29 +47,13 @@ DEMO_MODEL = ModelConfig(name="lorat-demo", embed_dim=128, depth=4, num_heads=4,
 #: 1.76, AUC 12.4; see docs/demo.md). The report keeps a row with the official tracker for comparison.
 DEMO_SIZE_LR = 0.3
 
+#: Tracking precision of the demo (see docs/demo.md for the measurement behind the choice).
+DEMO_TRACK_DTYPE = "float32"
 
-def _smoothed_tracker_class():
-    """A :class:`lorat.track.tracker.Tracker` whose state size follows the prediction with ``DEMO_SIZE_LR``."""
-    from . import boxes as bx
-    from .data import transforms as T
-    from .track.tracker import Tracker
 
-    class SizeSmoothedTracker(Tracker):
-        """Centre from the prediction, size ``(1 - lr) * previous + lr * predicted``; that box is reported."""
-
-        size_lr = DEMO_SIZE_LR
-
-        def _update(self, st, box_crop, scale, translation, width, height):  # (4,) xyxy crop px -> image px
-            box = T.boxes_from_crop(box_crop, scale, translation)
-            centre, size = (box[:2] + box[2:]) / 2, box[2:] - box[:2]
-            size = (1 - self.size_lr) * (st.box[2:] - st.box[:2]) + self.size_lr * size
-            box = bx.clip_to_image(np.concatenate([centre - size / 2, centre + size / 2]), width, height)
-            if bool(bx.is_valid(box)) and bool(bx.intersects_image(box, width, height)):
-                st.box = box
-            st.frame += 1
-            return box
-
-    return SizeSmoothedTracker
+def _track_config(size_lr: float = DEMO_SIZE_LR, **kw) -> TrackConfig:
+    """The demo's tracker settings: CPU, ``DEMO_TRACK_DTYPE``, size smoothing ``size_lr``."""
+    return TrackConfig(device="cpu", dtype=DEMO_TRACK_DTYPE, size_lr=size_lr, verbose=False, **kw)
 
 
 @dataclass
@@ -130,10 +115,9 @@ def _render_examples(model, seq, out: Path) -> tuple[Path, Path]:
     """Annotated video of ``seq`` plus a strip of 6 frames (ground truth green, tracker red)."""
     import cv2
 
-    from .track.tracker import TrackConfig
     from .track.video import AtomicVideoWriter, draw_tracking, read_image
 
-    tracker = _smoothed_tracker_class()(model, TrackConfig(device="cpu", copy_model=True))
+    tracker = Tracker(model, _track_config(copy_model=True))
     frames = [read_image(p) for p in seq.frames]
     boxes, scores = [seq.boxes[0]], [1.0]
     tracker.initialize(frames[0], seq.boxes[0])
@@ -163,7 +147,6 @@ def run_demo_pipeline(out: Path, plan: DemoPlan, seed: int = 0) -> dict:
     from .eval.report import ResultSource, analyze, write_plots
     from .eval.runner import evaluate
     from .hub import export_dinov2, load_checkpoint
-    from .track.tracker import TrackConfig, Tracker
 
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -194,13 +177,12 @@ def run_demo_pipeline(out: Path, plan: DemoPlan, seed: int = 0) -> dict:
         "domain-A model as is": ("pretrain_A", out / "pretrain_A" / "model_final.safetensors"),
     }
     sources = []
-    smoothed = _smoothed_tracker_class()
     for label, (folder_name, path) in models.items():
-        tracker = smoothed(load_checkpoint(path), TrackConfig(device="cpu"))
+        tracker = Tracker(load_checkpoint(path), _track_config())
         evaluate(tracker, {"synthetic_B": test}, results, folder_name, batch=8, workers=0, progress=True)
         sources.append(ResultSource(label, results / folder_name / "synthetic_B"))
     # Ablation: the official tracker (state = prediction as is) with the LoRAT weights.
-    tracker = Tracker(load_checkpoint(models["LoRAT (LoRA on B)"][1]), TrackConfig(device="cpu"))
+    tracker = Tracker(load_checkpoint(models["LoRAT (LoRA on B)"][1]), _track_config(size_lr=1.0))
     evaluate(tracker, {"synthetic_B": test}, results, "lora_B_official", batch=8, workers=0, progress=True)
     sources.append(ResultSource(OFFICIAL_LABEL, results / "lora_B_official" / "synthetic_B"))
     t_peers = time.perf_counter()
