@@ -68,6 +68,8 @@ class DemoPlan:
     adapt_steps: int = 250
     batch_size: int = 32
     workers: int = 2
+    #: training autocast: "auto" = bf16 on CPUs with native bf16 (this machine kind), fp32 elsewhere
+    amp: str = "auto"
 
     @classmethod
     def quick(cls) -> DemoPlan:
@@ -89,7 +91,7 @@ def _train_stage(name: str, out: Path, plan: DemoPlan, steps: int, data_root: Pa
     cfg = TrainConfig(model="lorat-s-224", pretrained=str(pretrained) if pretrained else None,
                       datasets=("got10k_train",), dataset_roots=(f"got10k_train={data_root}",), val_dataset=None,
                       epochs=1, samples_per_epoch=samples, batch_size=plan.batch_size, lr=lr,
-                      warmup_epochs=0.1, min_lr=lr * 0.01, num_workers=plan.workers, device="cpu",
+                      warmup_epochs=0.1, min_lr=lr * 0.01, num_workers=plan.workers, device="cpu", amp=plan.amp,
                       output_dir=str(stage), checkpoint_every_steps=max(50, steps // 4), log_every=10,
                       keep_checkpoints=1)
     overrides = {f: getattr(DEMO_MODEL, f) for f in ("name", "embed_dim", "depth", "num_heads", "template_size",
