@@ -29,7 +29,9 @@ import torch
 from .config import ModelConfig, TrainConfig
 from .data.synthetic import SyntheticConfig, make_synthetic_benchmark
 from .demo_peers import OPENCV_PEERS, run_opencv_peer
+from .device import resolve_precision
 from .files import atomic_write_text
+from .track.tracker import TrackConfig, Tracker
 
 OFFICIAL_LABEL = "LoRAT, official tracker (no size smoothing)"
 
@@ -38,37 +40,24 @@ DEMO_MODEL = ModelConfig(name="lorat-demo", embed_dim=128, depth=4, num_heads=4,
                          search_size=112, pretrain_img_size=112, lora_r=8, lora_alpha=16.0)
 
 
-#: Share of the newly predicted box size taken into the state each frame (the rest is the previous size). The
-#: official tracker takes the prediction as is (1.0); on the demo's small model a slight per-frame size bias
-#: compounds: a box too large gives a larger crop, a smaller-looking target and a still larger box (measured
-#: with the domain-A model: median predicted/true size 2.45 free-running vs 1.17 when the crop is recentred on the
-#: true box each frame, AUC 9.7 vs 30.9). SiamFC/SiamRPN-style size smoothing damps that loop (same model: median
-#: 1.76, AUC 12.4; see docs/demo.md). The report keeps a row with the official tracker for comparison.
-DEMO_SIZE_LR = 0.3
+#: ``TrackConfig.size_lr`` of the demo's LoRAT rows: share of the predicted box size taken into the tracker state
+#: each frame (the rest is the previous size; 1.0 = official). On the demo's small model a per-frame size bias
+#: compounds: a box too large gives a larger crop, a smaller-looking target and a still larger box (phase 1, domain-A
+#: model: median predicted/true size 2.45 free-running vs 1.17 with the crop recentred on the truth). Measured on a
+#: seed-0 LoRA model (benchmarks/demo_tracker_settings.md): AUC 15.2 (1.0), 16.4 (0.3), 21.8 (0.15) on 12 held-out
+#: sequences; on a second held-out set (seed 8, 120 frames) 14.9 (1.0) vs 21.0 (0.15). The report keeps a row with
+#: the official tracker for comparison.
+DEMO_SIZE_LR = 0.15
+
+#: Tracking precision: "auto" = bf16 weights on CPUs with native bf16 (this machine kind), fp32 elsewhere. On the
+#: demo's LoRA model bf16 tracked 2.5x faster than fp32 at the same AUC (17.9 vs 16.4 on 12 sequences, within noise;
+#: benchmarks/demo_tracker_settings.md).
+DEMO_TRACK_DTYPE = "auto"
 
 
-def _smoothed_tracker_class():
-    """A :class:`lorat.track.tracker.Tracker` whose state size follows the prediction with ``DEMO_SIZE_LR``."""
-    from . import boxes as bx
-    from .data import transforms as T
-    from .track.tracker import Tracker
-
-    class SizeSmoothedTracker(Tracker):
-        """Centre from the prediction, size ``(1 - lr) * previous + lr * predicted``; that box is reported."""
-
-        size_lr = DEMO_SIZE_LR
-
-        def _update(self, st, box_crop, scale, translation, width, height):  # (4,) xyxy crop px -> image px
-            box = T.boxes_from_crop(box_crop, scale, translation)
-            centre, size = (box[:2] + box[2:]) / 2, box[2:] - box[:2]
-            size = (1 - self.size_lr) * (st.box[2:] - st.box[:2]) + self.size_lr * size
-            box = bx.clip_to_image(np.concatenate([centre - size / 2, centre + size / 2]), width, height)
-            if bool(bx.is_valid(box)) and bool(bx.intersects_image(box, width, height)):
-                st.box = box
-            st.frame += 1
-            return box
-
-    return SizeSmoothedTracker
+def _track_config(size_lr: float = DEMO_SIZE_LR, **kw) -> TrackConfig:
+    """The demo's tracker settings: CPU, ``DEMO_TRACK_DTYPE``, size smoothing ``size_lr``."""
+    return TrackConfig(device="cpu", dtype=DEMO_TRACK_DTYPE, size_lr=size_lr, verbose=False, **kw)
 
 
 @dataclass
@@ -83,6 +72,8 @@ class DemoPlan:
     adapt_steps: int = 250
     batch_size: int = 32
     workers: int = 2
+    #: training autocast: "auto" = bf16 on CPUs with native bf16 (this machine kind), fp32 elsewhere
+    amp: str = "auto"
 
     @classmethod
     def quick(cls) -> DemoPlan:
@@ -104,7 +95,7 @@ def _train_stage(name: str, out: Path, plan: DemoPlan, steps: int, data_root: Pa
     cfg = TrainConfig(model="lorat-s-224", pretrained=str(pretrained) if pretrained else None,
                       datasets=("got10k_train",), dataset_roots=(f"got10k_train={data_root}",), val_dataset=None,
                       epochs=1, samples_per_epoch=samples, batch_size=plan.batch_size, lr=lr,
-                      warmup_epochs=0.1, min_lr=lr * 0.01, num_workers=plan.workers, device="cpu",
+                      warmup_epochs=0.1, min_lr=lr * 0.01, num_workers=plan.workers, device="cpu", amp=plan.amp,
                       output_dir=str(stage), checkpoint_every_steps=max(50, steps // 4), log_every=10,
                       keep_checkpoints=1)
     overrides = {f: getattr(DEMO_MODEL, f) for f in ("name", "embed_dim", "depth", "num_heads", "template_size",
@@ -130,10 +121,9 @@ def _render_examples(model, seq, out: Path) -> tuple[Path, Path]:
     """Annotated video of ``seq`` plus a strip of 6 frames (ground truth green, tracker red)."""
     import cv2
 
-    from .track.tracker import TrackConfig
     from .track.video import AtomicVideoWriter, draw_tracking, read_image
 
-    tracker = _smoothed_tracker_class()(model, TrackConfig(device="cpu", copy_model=True))
+    tracker = Tracker(model, _track_config(copy_model=True))
     frames = [read_image(p) for p in seq.frames]
     boxes, scores = [seq.boxes[0]], [1.0]
     tracker.initialize(frames[0], seq.boxes[0])
@@ -163,7 +153,6 @@ def run_demo_pipeline(out: Path, plan: DemoPlan, seed: int = 0) -> dict:
     from .eval.report import ResultSource, analyze, write_plots
     from .eval.runner import evaluate
     from .hub import export_dinov2, load_checkpoint
-    from .track.tracker import TrackConfig, Tracker
 
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -194,13 +183,12 @@ def run_demo_pipeline(out: Path, plan: DemoPlan, seed: int = 0) -> dict:
         "domain-A model as is": ("pretrain_A", out / "pretrain_A" / "model_final.safetensors"),
     }
     sources = []
-    smoothed = _smoothed_tracker_class()
     for label, (folder_name, path) in models.items():
-        tracker = smoothed(load_checkpoint(path), TrackConfig(device="cpu"))
+        tracker = Tracker(load_checkpoint(path), _track_config())
         evaluate(tracker, {"synthetic_B": test}, results, folder_name, batch=8, workers=0, progress=True)
         sources.append(ResultSource(label, results / folder_name / "synthetic_B"))
     # Ablation: the official tracker (state = prediction as is) with the LoRAT weights.
-    tracker = Tracker(load_checkpoint(models["LoRAT (LoRA on B)"][1]), TrackConfig(device="cpu"))
+    tracker = Tracker(load_checkpoint(models["LoRAT (LoRA on B)"][1]), _track_config(size_lr=1.0))
     evaluate(tracker, {"synthetic_B": test}, results, "lora_B_official", batch=8, workers=0, progress=True)
     sources.append(ResultSource(OFFICIAL_LABEL, results / "lora_B_official" / "synthetic_B"))
     t_peers = time.perf_counter()
@@ -224,6 +212,10 @@ def run_demo_pipeline(out: Path, plan: DemoPlan, seed: int = 0) -> dict:
         "fps": {s.name: _fps(s.path) for s in sources},
         "steps": {"pretrain_A": plan.pretrain_steps, "lora_B": plan.adapt_steps, "full_B": plan.adapt_steps},
         "batch_size": plan.batch_size,
+        "amp": plan.amp,
+        "track_dtype": resolve_precision(DEMO_TRACK_DTYPE, torch.device("cpu")),
+        "train_dtype": resolve_precision(plan.amp, torch.device("cpu")),
+        "size_lr": DEMO_SIZE_LR,
         "peer_seconds": peer_seconds,
         "matmul_gflops": _matmul_probe(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
@@ -264,8 +256,10 @@ def _markdown(n: dict, plots: list[Path], video: Path, strip: Path, out: Path, n
               "frozen) or by fine-tuning everything. The held-out sequences have distractors of similar look, "
               "occluders, exits through the image border, scale and aspect change, blur and noise. OpenCV's "
               "CSRT, KCF and MIL are classical trackers that need no training: they show how hard the sequences "
-              "are. The LoRAT rows use size smoothing (the state size follows the prediction at rate "
-              f"{DEMO_SIZE_LR}); the official tracker row shows what the same weights do without it.", ""]
+              "are. The LoRAT rows track with size smoothing (`TrackConfig.size_lr = "
+              f"{DEMO_SIZE_LR}`: the state size follows the prediction at that rate); the official tracker row "
+              f"shows what the same weights do without it. Tracking precision {n['track_dtype']}; training "
+              f"autocast {n['train_dtype']}.", ""]
     lines += ["", "Ground truth in green, LoRAT in red:", "", f"![frames]({strip.relative_to(out)})", "",
               f"Annotated video: [{video.name}]({video.relative_to(out)})", "",
               f"Total time: {n['seconds'] / 60:.1f} min ({sum(n['steps'].values())} optimizer steps of "

@@ -87,6 +87,10 @@ class TrackConfig:
             with native bf16, float32 otherwise. float16 is refused on CPU (no fast kernels there).
         window_penalty: weight of the Hann window in the additive penalty (official 0.45).
         min_box_size: minimum side (px) of the state box when computing the search crop (official 10).
+        size_lr: share of the predicted box size taken into the state each frame, in (0, 1]:
+            ``size = (1 - size_lr) * previous + size_lr * predicted``, centre from the prediction (SiamFC /
+            SiamRPN-style size smoothing). Only the state (the next search crop) is smoothed; the reported
+            box is the prediction. 1.0 (default) is the official behaviour: the state is the prediction.
         merge_lora: fold LoRA into the weights before tracking.
         copy_model: prepare (merge/cast/move) a deep copy instead of the model passed in.
         verbose: print the tracker class, device, precision and runtime once, when the tracker is built.
@@ -101,6 +105,7 @@ class TrackConfig:
     dtype: str = "auto"
     window_penalty: float = 0.45
     min_box_size: float = 10.0
+    size_lr: float = 1.0
     merge_lora: bool = True
     copy_model: bool = False
     verbose: bool = True
@@ -123,6 +128,8 @@ class TrackConfig:
 
         if self.runtime not in RUNTIMES:
             raise ValueError(f"runtime={self.runtime!r}; expected one of {', '.join(RUNTIMES)}")
+        if not 0.0 < self.size_lr <= 1.0:
+            raise ValueError(f"size_lr={self.size_lr} must lie in (0, 1] (1.0: official, no size smoothing)")
         return self
 
 
@@ -494,10 +501,21 @@ class Tracker:
         return out, confidence.double().cpu().numpy()
 
     def update(self, state: SequenceState, box: np.ndarray, score: float, image: np.ndarray) -> None:
-        """Move the state to the reported ``box`` only if it is valid and overlaps the image; count the frame."""
+        """Move the state to the reported ``box`` only if it is valid and overlaps the image; count the frame.
+
+        With ``TrackConfig.size_lr < 1`` the state keeps the box's centre but a size blended with the previous
+        state's (clipped to the image again); the reported ``box`` is not changed.
+        """
         h, w = image.shape[:2]
         if bool(bx.is_valid(box)) and bool(bx.intersects_image(box, w, h)):
-            state.box = np.asarray(box, dtype=np.float64)
+            box = np.asarray(box, dtype=np.float64)
+            lr = self.cfg.size_lr
+            if lr < 1.0:
+                centre = (box[:2] + box[2:]) / 2
+                size = (1.0 - lr) * (state.box[2:] - state.box[:2]) + lr * (box[2:] - box[:2])
+                smoothed = bx.clip_to_image(np.concatenate([centre - size / 2, centre + size / 2]), w, h)
+                box = smoothed if bool(bx.is_valid(smoothed)) else box
+            state.box = box
         state.frame += 1
 
     def release(self, seq_id: Hashable) -> None:
