@@ -304,14 +304,18 @@ def infer_arch(sd: dict[str, torch.Tensor]) -> dict[str, int]:
     return info
 
 
-def _check_arch(cfg: ModelConfig, sd: dict[str, torch.Tensor], source: str) -> None:
-    found = infer_arch(sd)
+def check_fits(cfg, found: dict[str, int], source: str, error: type[Exception] = CheckpointError) -> None:
+    """Raise ``error`` when the numbers a checkpoint reveals (``found``: field -> value) differ from ``cfg``;
+    the message names each field and the ``key=value`` overrides that would fit the file."""
     bad = {k: (v, getattr(cfg, k)) for k, v in found.items() if getattr(cfg, k) != v}
     if bad:
         detail = ", ".join(f"{k}: file {f} vs config {c}" for k, (f, c) in bad.items())
         fix = " ".join(f"{k}={f}" for k, (f, _) in bad.items())
-        raise CheckpointError(f"{source}: checkpoint does not fit config {cfg.name!r} ({detail}); "
-                              f"override with {fix}")
+        raise error(f"{source}: checkpoint does not fit config {cfg.name!r} ({detail}); override with {fix}")
+
+
+def _check_arch(cfg: ModelConfig, sd: dict[str, torch.Tensor], source: str) -> None:
+    check_fits(cfg, infer_arch(sd), source)
 
 
 _RESOLUTION_IN_NAME = re.compile(r"(?<!\d)(224|378)(?!\d)")

@@ -25,6 +25,7 @@ from torch import nn
 
 from .center_head import CenterHead
 from .mae import WeightsFileError, check_mae_layout, mae_depth, read_mae
+from .vit import Mlp  # fc1 -> exact GELU -> fc2, the same block MLP as timm and OSTrack
 
 StateDict = dict[str, torch.Tensor]
 
@@ -104,19 +105,6 @@ class Attention(nn.Module):
         attn = (q @ k.transpose(-2, -1)) * (C // self.num_heads) ** -0.5
         out = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, N, C)
         return self.proj(out), (qkv_out if keep_qkv else None)
-
-
-class Mlp(nn.Module):
-    """fc1 -> exact GELU -> fc2."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nn.Module):
@@ -316,6 +304,7 @@ def ostrack_from_checkpoint(cfg: OSTrackConfig, tensors: StateDict, contents: st
     with the fix in the message. ``pretrained`` is not needed (the checkpoint is complete); ``merge`` is a
     no-op (nothing to fold).
     """
+    from ..hub import check_fits
     from .registry import create_model
 
     if contents not in ("official", "full"):
@@ -329,13 +318,7 @@ def ostrack_from_checkpoint(cfg: OSTrackConfig, tensors: StateDict, contents: st
                                    "pass it as pretrained=... to lorat.create_model")
         raise WeightsFileError(f"{source}: not an OSTrack checkpoint (no backbone.* / box_head.conv5_ctr.* keys); "
                                f"found e.g. {sorted(tensors)[:6]}")
-    found = infer_ostrack_arch(tensors)
-    bad = {k: (v, getattr(cfg, k)) for k, v in found.items() if getattr(cfg, k) != v}
-    if bad:
-        detail = ", ".join(f"{k}: file {f} vs config {c}" for k, (f, c) in bad.items())
-        fix = " ".join(f"{k}={f}" for k, (f, _) in bad.items())
-        raise WeightsFileError(f"{source}: checkpoint does not fit config {cfg.name!r} ({detail}); "
-                               f"override with {fix}")
+    check_fits(cfg, infer_ostrack_arch(tensors), source, error=WeightsFileError)
     model = create_model(cfg, pretrained=pretrained)
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))

@@ -186,14 +186,24 @@ def attach_lora(blocks: nn.Module, r: int, alpha: float, dropout: float = 0.0, r
     def make(in_f: int, out_f: int) -> LoRA:
         return LoRA(in_f, out_f, r, alpha, dropout, rslora, init)
 
+    return wrap_block_linears(blocks, targets, make, LoRALinear, LoRAQKV)
+
+
+def wrap_block_linears(blocks: nn.Module, targets: tuple[str, ...], make, linear_cls: type, qkv_cls: type) -> int:
+    """Freeze each target linear inside ``blocks`` and replace it by its PEFT wrapper; returns the count.
+
+    ``make(in_features, out_features)`` builds one adapter; a fused ``qkv`` becomes ``qkv_cls(linear, make,
+    parts)`` (one adapter per targeted q/k/v slice), every other linear ``linear_cls(linear, adapter)``. Shared by
+    LoRA and TMoE, which differ only in the adapter they build.
+    """
     count = 0
     for parent, attr, linear in list(_block_linears(blocks, targets)):
         linear.requires_grad_(False)
         if attr == "qkv":
-            wrapped = LoRAQKV(linear, make, parts=[p for p in "qkv" if p in targets])
+            wrapped = qkv_cls(linear, make, parts=[p for p in "qkv" if p in targets])
             count += sum(p in targets for p in "qkv")
         else:
-            wrapped = LoRALinear(linear, make(linear.in_features, linear.out_features))
+            wrapped = linear_cls(linear, make(linear.in_features, linear.out_features))
             count += 1
         wrapped.to(device=linear.weight.device)
         setattr(parent, attr, wrapped)

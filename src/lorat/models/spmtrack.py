@@ -278,7 +278,7 @@ def spmtrack_from_checkpoint(cfg: SPMTrackConfig, tensors: dict[str, torch.Tenso
     ``tmoe_rs``), or ``full`` / ``trainable`` for lorat files. ``merge`` is accepted and ignored: TMoE does not
     merge.
     """
-    from ..hub import CheckpointError, detect_dinov2_layout
+    from ..hub import CheckpointError, check_fits, detect_dinov2_layout
     from .registry import create_model
 
     tensors = dict(tensors)
@@ -290,13 +290,7 @@ def spmtrack_from_checkpoint(cfg: SPMTrackConfig, tensors: dict[str, torch.Tenso
                                       "pretrained=...")
             raise CheckpointError(f"{source}: has no 'track_query': not an SPMTrack checkpoint (a LoRAT one? "
                                   "load it with a lorat-* preset)")
-        found = infer_spmtrack_arch(tensors)
-        bad = {k: (v, getattr(cfg, k)) for k, v in found.items() if getattr(cfg, k) != v}
-        if bad:
-            detail = ", ".join(f"{k}: file {f} vs config {c}" for k, (f, c) in bad.items())
-            fix = " ".join(f"{k}={f}" for k, (f, _) in bad.items())
-            raise CheckpointError(f"{source}: checkpoint does not fit config {cfg.name!r} ({detail}); override "
-                                  f"with {fix}")
+        check_fits(cfg, infer_spmtrack_arch(tensors), source)
     scalars = _pop_scalars(tensors, source)
     if "expert_alpha" in scalars and not math.isclose(scalars["expert_alpha"], cfg.tmoe_alpha):
         warnings.warn(f"{source}: expert_alpha={scalars['expert_alpha']} from the file overrides config "

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from .peft import LORA_TARGETS, _block_linears
+from .peft import LORA_TARGETS, wrap_block_linears
 
 TMOE_INITS = ("bert", "lora", "gaussian")
 TMOE_TARGETS = LORA_TARGETS
@@ -169,18 +169,7 @@ def attach_tmoe(blocks: nn.Module, r: int, alpha: float, num_experts: int = 4, d
     def make(in_f: int, out_f: int) -> TMoE:
         return TMoE(in_f, out_f, r, alpha, num_experts, dropout, rs, init, shared_expert, route_compression)
 
-    count = 0
-    for parent, attr, linear in list(_block_linears(blocks, targets)):
-        linear.requires_grad_(False)
-        if attr == "qkv":
-            wrapped = TMoEQKV(linear, make, parts=[p for p in "qkv" if p in targets])
-            count += sum(p in targets for p in "qkv")
-        else:
-            wrapped = TMoELinear(linear, make(linear.in_features, linear.out_features))
-            count += 1
-        wrapped.to(device=linear.weight.device)
-        setattr(parent, attr, wrapped)
-    return count
+    return wrap_block_linears(blocks, targets, make, TMoELinear, TMoEQKV)
 
 
 def tmoe_modules(module: nn.Module) -> list[TMoE]:
