@@ -7,7 +7,8 @@ Usage::
 
 Per preset (default ``loretrack-b-128`` (ViT-B, 64/128 px), ``lorat-s-112``, ``lorat-b-112``,
 ``lorat-s-168``; random weights, speed does not depend on them) and per variant ``runtime/precision``
-(default ``eager/bfloat16``, ``compile/bfloat16``, ``onnx/float32``, ``onnx-int8/float32``), one tracker
+(default ``eager/bfloat16``, ``int8/bfloat16``, ``onnx-int8/float32``; onnxruntime with its thread spinning on, as a
+tracker built by the library runs it, unless ``--no-ort-spinning``), one tracker
 tracks a 640x480 JPEG sequence read from disk: every frame is decoded (``lorat.data.images.read_image``),
 then ``tracker.track(frame)``. The tracker is ``lorat.Tracker(model, TrackConfig(runtime=...))``; an
 architecture whose registered tracker is not a ``lorat.Tracker`` subclass yet (OSTrack before its rebase)
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 DEFAULT_PRESETS = ["loretrack-b-128", "lorat-s-112", "lorat-b-112", "lorat-s-168"]
-DEFAULT_VARIANTS = ["eager/bfloat16", "compile/bfloat16", "onnx/float32", "onnx-int8/float32"]
+DEFAULT_VARIANTS = ["eager/bfloat16", "int8/bfloat16", "onnx-int8/float32"]
 
 
 def write_sequence(folder: Path, n: int, seed: int = 0) -> tuple[list[Path], tuple[float, float, float, float]]:
@@ -51,13 +52,13 @@ def write_sequence(folder: Path, n: int, seed: int = 0) -> tuple[list[Path], tup
     return paths, (200.0, 180.0, 80.0, 60.0)
 
 
-def build_tracker(model, runtime: str, precision: str, cache: Path):
+def build_tracker(model, runtime: str, precision: str, cache: Path, spinning: bool = True):
     """``(tracker, how)``: through ``TrackConfig.runtime`` when the registered tracker is a Tracker."""
     from lorat.models.registry import get_arch, import_path
     from lorat.runtime import as_module, make_runtime
     from lorat.track.tracker import TrackConfig, Tracker
 
-    opts = {"allow_spinning": False, "cache_dir": str(cache)} if runtime.startswith("onnx") else {}
+    opts = {"allow_spinning": spinning, "cache_dir": str(cache)} if runtime.startswith("onnx") else {}
     cls = import_path(get_arch(model.cfg).tracker)
     if isinstance(cls, type) and issubclass(cls, Tracker):
         cfg = TrackConfig(device="cpu", dtype=precision, runtime=runtime, runtime_options=opts, copy_model=True,
@@ -74,6 +75,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--markdown", default=None)
+    p.add_argument("--no-ort-spinning", action="store_true",
+                   help="turn off onnxruntime's thread spinning (on by default, as in a tracker built by the library)")
     args = p.parse_args()
     import lorat
     from lorat.data.images import read_image
@@ -89,7 +92,8 @@ def main() -> None:
         for v in args.variants:
             runtime, precision = v.split("/")
             a = time.perf_counter()
-            tr, how = build_tracker(model, runtime, precision, Path(tmp.name) / f"{preset}-{runtime}")
+            tr, how = build_tracker(model, runtime, precision, Path(tmp.name) / f"{preset}-{runtime}",
+                                    spinning=not args.no_ort_spinning)
             tr.initialize(read_image(paths[0]), box)
             tr.track(read_image(paths[1]))  # first call: compiles
             trackers[v], build_s[v], hows[v] = tr, time.perf_counter() - a, how

@@ -34,7 +34,8 @@ def test_flop_count_matches_the_formula(tiny_cfg):
 def result_path(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     path = out / "r.json"
-    rc = main(["bench", "--set", *TINY, "--runtimes", "eager", "onnx-int8", "--precisions", "float32", "bfloat16",
+    rc = main(["bench", "--set", *TINY, "--runtimes", "eager", "int8", "onnx-int8", "--precisions", "float32",
+               "bfloat16",
                "--attention", "auto", "sdpa", "--batches", "1", "2", "--rounds", "1", "--calls", "1",
                "--json", str(path), "--markdown", str(out / "r.md")])
     assert rc == 0
@@ -46,21 +47,20 @@ def test_bench_writes_json_with_every_variant(result_path):
     assert r["kind"] == "lorat-bench"
     labels = {row["label"] for row in r["rows"]}
     assert {"official/float32", "official/bfloat16", "eager/float32/sdpa", "eager/bfloat16/sdpa",
-            "eager/bfloat16/manual", "onnx-int8/float32"} <= labels
+            "eager/bfloat16/manual", "onnx-int8/float32", "int8/float32/sdpa", "int8/bfloat16/manual"} <= labels
     assert any(s.startswith("onnx-int8/bfloat16") for s in r["skipped"])  # float32 only, said so
     combos = {(row["mode"], row["batch"]) for row in r["rows"]}
     assert combos == {(m, b) for m in ("forward", "track") for b in (1, 2)}
-    assert set(r["matmul_peak_gflops"]) == {"float32", "bfloat16"}
+    assert set(r["matmul_peak_gflops"]) == {"float32", "bfloat16", "int8"}  # int8: the int8 runtimes' GEMM
     assert all(v > 0 for v in r["matmul_peak_gflops"].values())
     for row in r["rows"]:
         assert row["latency_ms_min"] <= row["latency_ms_med"]
         assert row["fps_best"] == pytest.approx(row["batch"] * 1e3 / row["latency_ms_min"])
         assert row["gflops_best"] == pytest.approx(row["gflop_per_frame"] * row["fps_best"])
-        if row["runtime"] == "onnx-int8":
-            assert row["peak_share"] is None
-        else:
-            assert row["peak_share"] == pytest.approx(
-                row["gflops_best"] / r["matmul_peak_gflops"][row["precision"]])
+        key = "int8" if row["runtime"] in ("int8", "onnx-int8") else row["precision"]
+        assert row["peak_share"] == pytest.approx(row["gflops_best"] / r["matmul_peak_gflops"][key])
+        if row["runtime"] in ("int8", "onnx-int8"):
+            assert row["ratio_official_same"] is None  # no official int8 path to compare with
         if row["mode"] == "track":
             assert "tracker_overhead_ms" in row
     ref_prec = "bfloat16" if r["machine"]["native_bf16"] else "float32"

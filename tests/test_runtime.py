@@ -69,6 +69,8 @@ def _diff(out, ref):
     ("onnx", "float32", "auto", "float32"),
     ("onnx-int8", "float32", "auto", "int8"),
     ("compile", "bfloat16", "auto", "bfloat16"),
+    ("int8", "float32", "auto", "int8"),
+    ("int8", "bfloat16", "auto", "int8"),
 ])
 def test_runtime_matches_fp32(model, inputs, reference, name, precision, attention, tol):
     rt = make_runtime(model, name, precision, "cpu", attention=attention)
@@ -197,11 +199,12 @@ def test_trackconfig_runtime_drives_the_forward_step(model, capsys):
 
     frames, box = _frames(), (40, 30, 24, 20)
     got = {}
-    for name in ("eager", "onnx", "onnx-int8"):
+    for name in ("eager", "onnx", "onnx-int8", "int8"):
         tracker = Tracker(model, TrackConfig(device="cpu", dtype="auto", runtime=name, copy_model=True))
         assert (tracker.runtime is None) == (name == "eager")
-        if name != "eager":
+        if name.startswith("onnx"):
             assert tracker.precision == "float32"  # auto resolves to what onnxruntime runs
+        if name != "eager":
             assert tracker.runtime.name == name
         tracker.initialize(frames[0], box)
         got[name] = np.array([tracker.track(f)[0] for f in frames[1:]])
@@ -211,6 +214,7 @@ def test_trackconfig_runtime_drives_the_forward_step(model, capsys):
     want = np.array([fp32.track(f)[0] for f in frames[1:]])
     np.testing.assert_allclose(got["onnx"], want, atol=1e-3)
     np.testing.assert_allclose(got["onnx-int8"], want, atol=3.0)  # pixels; int8 moves boxes a little
+    np.testing.assert_allclose(got["int8"], want, atol=3.0)
     with pytest.raises(ValueError, match="runtime='tensorrt'"):
         TrackConfig(runtime="tensorrt").validate()
     with pytest.raises(ValueError, match="float32 only"):
@@ -267,7 +271,8 @@ def ostrack():
 
 
 @pytest.mark.parametrize("name,precision,tol", [("eager", "bfloat16", 3e-2), ("compile", "float32", 1e-4),
-                                                ("onnx", "float32", 1e-4), ("onnx-int8", "float32", 5e-2)])
+                                                ("onnx", "float32", 1e-4), ("onnx-int8", "float32", 5e-2),
+                                                ("int8", "bfloat16", 5e-2)])
 def test_runtimes_follow_the_ostrack_signature(ostrack, name, precision, tol):
     from lorat.runtime_onnx import example_inputs_for, forward_input_names
 

@@ -6,7 +6,8 @@ What one run measures (all in one process, interleaved, so that host noise hits 
 * ``track``: one ``Tracker.track_many`` step over ``batch`` sequences of 640x480 frames (crop, normalise,
   forward, Hann window, argmax, mapping back), frames pre-decoded;
 * the model's GFLOP per frame (counted with ``torch.utils.flop_counter``), the GFLOP/s each variant reaches,
-  and its share of the matmul peak the command *measures* on this machine (large GEMMs per dtype);
+  and its share of the matmul peak the command *measures* on this machine (large GEMMs per dtype; the int8
+  runtimes against the int8 GEMM rate, ``torch._int_mm``);
 * the ratio of every variant to the **official computation path** in the same run: LoRA unmerged (q, k, v
   as three Linear layers plus their LoRA branches), autocast over fp32 weights, SDPA attention, eager, as
   the official LoRAT code evaluates. Absolute speed varies between machines of one kind, ratios much less;
@@ -36,6 +37,9 @@ import torch
 from .device import resolve_device
 from .files import atomic_write_text
 from .runtime import RUNTIMES, Runtime, as_module, make_runtime, use_attention
+
+#: runtimes whose GEMMs are int8: their "% peak" is against the measured int8 GEMM rate, not the float one
+INT8_RUNTIMES = ("int8", "onnx-int8")
 
 __all__ = ["BenchConfig", "run_bench", "measure_matmul_peak", "count_gflop", "compare_results",
            "add_bench_arguments", "run_bench_command", "format_markdown"]
@@ -88,20 +92,31 @@ def measure_matmul_peak(precisions: list[str], device: torch.device, reps: int =
     shapes = [(2048, 2048, 2048), (1280, 768, 3072), (320, 3072, 768)]
     peak = {}
     for prec in sorted(set(precisions)):
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[prec]
         best = 0.0
         for m, k, n in shapes:
-            a = torch.randn(m, k, device=device).to(dtype)
-            b = torch.randn(k, n, device=device).to(dtype)
-            torch.mm(a, b)
+            if prec == "int8":  # int8 x int8 -> int32, the GEMM of the int8 runtimes (oneDNN VNNI on CPU)
+                a = torch.randint(-127, 128, (m, k), dtype=torch.int8, device=device)
+                b = torch.randint(-127, 128, (n, k), dtype=torch.int8, device=device).t()
+                mm = torch._int_mm
+            else:
+                dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[prec]
+                a = torch.randn(m, k, device=device).to(dtype)
+                b = torch.randn(k, n, device=device).to(dtype)
+                mm = torch.mm
+            mm(a, b)
             for _ in range(reps):
                 _sync(device)
                 t0 = time.perf_counter()
-                torch.mm(a, b)
+                mm(a, b)
                 _sync(device)
                 best = max(best, 2 * m * k * n / (time.perf_counter() - t0) / 1e9)
         peak[prec] = best
     return peak
+
+
+def _peak_key(v_runtime: str, precision: str) -> str:
+    """Which measured GEMM peak a row is compared with: int8 runtimes' GEMMs are int8 (GOP/s)."""
+    return "int8" if v_runtime in INT8_RUNTIMES else precision
 
 
 def count_gflop(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> float:
@@ -219,7 +234,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
     gflop = count_gflop(model, example_inputs(model, 1))
     variants, skipped = _build_variants(model, cfg, device)
     del model
-    precs = {v.precision for v in variants}
+    precs = {_peak_key(v.runtime, v.precision) for v in variants}
     peak = measure_matmul_peak(sorted(precs), device) if cfg.peak else {}
     log(f"[bench] {cfg.preset}: {gflop:.3g} GFLOP/frame; matmul peak " +
         ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()) + f"; {len(variants)} variants")
@@ -265,8 +280,9 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
                        "first_call_s": v.first_call_s.get(batch), "build_s": v.build_s,
                        "gflop_per_frame": gflop, "gflops_best": gflop * batch / lat_min,
                        "build": v.fn.describe()}
-                row["peak_share"] = (row["gflops_best"] / peak[v.precision]
-                                     if v.precision in peak and v.runtime != "onnx-int8" else None)
+                key = _peak_key(v.runtime, v.precision)
+                row["peak_key"] = key
+                row["peak_share"] = row["gflops_best"] / peak[key] if key in peak else None
                 if mode == "forward" and fp32_eager is not None and v.label in diffs:
                     row["max_box_diff_vs_fp32"] = float((diffs[v.label] - fp32_eager).abs().max())
                 rows.append(row)
@@ -274,7 +290,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
         peak = {k: max(v, peak[k]) for k, v in measure_matmul_peak(sorted(precs), device).items()}
         for r in rows:
             if r["peak_share"] is not None:
-                r["peak_share"] = r["gflops_best"] / peak[r["precision"]]
+                r["peak_share"] = r["gflops_best"] / peak[r["peak_key"]]
     _add_ratios(rows, cfg, device)
     info["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     result = {"kind": "lorat-bench", "version": 1, "config": asdict(cfg), "machine": info,
@@ -304,7 +320,8 @@ def _add_ratios(rows: list[dict], cfg: BenchConfig, device: torch.device) -> Non
         same = index.get((r["mode"], r["batch"], f"{OFFICIAL}/{r['precision']}"))
         r["ratio_official"] = r["fps_med"] / ref["fps_med"] if ref else None
         r["ratio_official_best"] = r["fps_best"] / ref["fps_best"] if ref else None
-        r["ratio_official_same"] = r["fps_med"] / same["fps_med"] if same and r["runtime"] != "onnx-int8" else None
+        comparable = same and r["runtime"] not in INT8_RUNTIMES  # no official int8 path
+        r["ratio_official_same"] = r["fps_med"] / same["fps_med"] if comparable else None
         if r["mode"] == "track":
             fwd = index.get(("forward", r["batch"], r["label"]))
             r["tracker_overhead_ms"] = r["latency_ms_min"] - fwd["latency_ms_min"] if fwd else None

@@ -21,12 +21,21 @@ Runtimes (``RUNTIMES``):
     what batch-1 tracking needs). One graph per batch size (``dynamic=False``). Compiling costs ~20 s per
     shape cold; inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``, or ``cache_dir`` here) makes later
     processes start in ~2 s.
+``int8`` (CPU)
+    The eager model with every large ``nn.Linear`` as a W8A8 dynamic int8 GEMM on ``torch._int_mm``
+    (per-channel weights, per-token activations, fp32 dequantisation; :mod:`lorat.runtime_int8`) and the
+    rest in the runtime's precision (``auto``: bf16 on CPUs with native bf16). At batch 1 the small-M bf16
+    GEMMs of the 64/128 and 112/224 geometries are the bottleneck and VNNI int8 doubles their rate.
 ``onnx`` / ``onnx-int8``
     ONNX Runtime on the graph :func:`lorat.runtime_onnx.export_model_onnx` writes for any such model (or an
     existing ``lorat export`` file via ``onnx_path``); ``onnx-int8`` is that graph with dynamic int8
     quantisation of the MatMul weights (``onnxruntime.quantization.quantize_dynamic``; activations are
     quantised per call, attention stays fp32). The CPU execution provider has no bf16 GEMM kernels, so
     ``onnx`` runs float32 only and refuses bf16/fp16 with a clear error.
+
+The prepared path (``merge_lora=True``, the default) also applies each module's ``fused_for_inference()``
+(:func:`lorat.runtime_int8.fuse_for_inference`; OSTrack's CENTER head folds its BatchNorm and runs its three
+branches together); ``merge_lora=False`` keeps the model as written.
 
 Attention (``attention=``): ``sdpa`` is ``F.scaled_dot_product_attention`` as the model is written;
 ``manual`` is ``softmax(q k^T / sqrt(d)) v`` with two batched matmuls. On CPU, torch's flash-attention
@@ -50,12 +59,13 @@ import torch
 from torch import nn
 
 from .device import PRECISIONS, resolve_device, resolve_precision
+from .runtime_int8 import cast_except_int8, fuse_for_inference, quantize_linears
 
 __all__ = ["RUNTIMES", "ATTENTIONS", "Runtime", "make_runtime", "choose_attention", "resolve_runtime_precision",
            "use_attention", "ManualAttention", "RuntimeModule", "as_module", "add_runtime_argument",
            "runtime_from_args", "runtime_name", "host_threads"]
 
-RUNTIMES = ("eager", "compile", "onnx", "onnx-int8")
+RUNTIMES = ("eager", "compile", "int8", "onnx", "onnx-int8")
 ATTENTIONS = ("auto", "sdpa", "manual")
 # Above this many tokens the (B, heads, N, N) score matrix of manual attention no longer fits the caches
 # well and the fused SDPA kernel wins even in bf16 (measured: 320 tokens manual faster, 925 slower).
@@ -139,6 +149,9 @@ def resolve_runtime_precision(name: str, precision: str, device: torch.device) -
             raise ValueError(f"runtime {name!r} runs float32 only (onnxruntime's CPU provider has no bf16/fp16 "
                              f"GEMM kernels); got precision {precision!r}. Use onnx-int8 for a faster ONNX path.")
         return key
+    if name == "int8" and device.type != "cpu":
+        raise ValueError(f"runtime 'int8' runs on the CPU (oneDNN int8 GEMMs); got device {device}. On a GPU use "
+                         "eager or compile with float16.")
     return resolve_precision(precision, device)
 
 
@@ -188,12 +201,14 @@ class TorchRuntime(Runtime):
         if merge_lora and has_lora(model):
             model.merge_lora() if hasattr(model, "merge_lora") else merge_all(model)
             merged = True
+        # Inference fusions (the CENTER head's folded BatchNorm) belong to the prepared path, not to the
+        # official computation path (merge_lora=False), which runs the model as written.
+        fused = fuse_for_inference(model) if merge_lora else 0
         dtype = PRECISIONS[precision]
         # Device rule: half precision = autocast on CUDA (fp32 weights), cast weights elsewhere.
         self.autocast = (device.type == "cuda") if autocast is None else bool(autocast)
-        if dtype == torch.float32:
+        if dtype == torch.float32 or name == "int8":
             self.autocast = False
-        model.to(device=device, dtype=torch.float32 if self.autocast else dtype)
         self.param_dtype = torch.float32 if self.autocast else dtype
         if attention not in ATTENTIONS:
             raise ValueError(f"attention={attention!r}; expected one of {', '.join(ATTENTIONS)}")
@@ -201,9 +216,18 @@ class TorchRuntime(Runtime):
         if use_attention(model, kind) == 0 and kind == "manual":
             kind = "sdpa"  # nothing to switch (unmerged LoRA attention): it keeps SDPA
         self.attention = kind
+        weights = str(self.param_dtype).replace("torch.", "")
+        if name == "int8":
+            # quantise from the fp32 weights, then cast the rest; the int8 layers keep fp32 scales
+            n_int8 = quantize_linears(model)
+            cast_except_int8(model, dtype)
+            model.to(device)
+            weights = f"int8 ({n_int8} linears), rest {weights}"
+        else:
+            model.to(device=device, dtype=self.param_dtype)
         self.model = model
-        self.info = {"merged_lora": merged or not has_lora(model), "autocast": self.autocast,
-                     "weights": str(self.param_dtype).replace("torch.", "")}
+        self.info = {"merged_lora": merged or not has_lora(model), "autocast": self.autocast, "weights": weights,
+                     "fused_modules": fused}
         if name == "compile":
             _raise_recompile_limit()
             if cache_dir is not None:
@@ -338,7 +362,8 @@ def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("runtime")
     g.add_argument("--runtime", default="eager", choices=RUNTIMES,
                    help="inference runtime: eager PyTorch (default), torch.compile (inductor; ~20 s first "
-                        "call, cached after), onnx (onnxruntime fp32) or onnx-int8 (dynamic int8 weights)")
+                        "call, cached after), int8 (CPU: int8 linears, the rest in --dtype), onnx "
+                        "(onnxruntime fp32) or onnx-int8 (dynamic int8 weights)")
     g.add_argument("--attention", default="auto", choices=ATTENTIONS,
                    help="attention kernel for the PyTorch runtimes: auto picks manual matmuls for bf16 on "
                         "CPU at <= 512 tokens, SDPA otherwise")

@@ -95,8 +95,9 @@ class TrackConfig:
         copy_model: prepare (merge/cast/move) a deep copy instead of the model passed in.
         verbose: print the tracker class, device, precision and runtime once, when the tracker is built.
         runtime: the forward step's inference runtime (:mod:`lorat.runtime`): ``eager`` (default: the
-            prepared model is called directly), ``compile`` (torch.compile), ``onnx`` (onnxruntime fp32) or
-            ``onnx-int8``. ONNX runtimes run float32 (``dtype=auto`` resolves to it).
+            prepared model is called directly), ``compile`` (torch.compile), ``int8`` (CPU: W8A8 PyTorch
+            linears), ``onnx`` (onnxruntime fp32) or ``onnx-int8``. ONNX runtimes run float32 (``dtype=auto``
+            resolves to it).
         runtime_options: extra ``lorat.runtime.make_runtime`` keywords (``attention``, ``onnx_path``,
             ``cache_dir``, ...); given with ``eager`` they build an eager runtime too.
     """
