@@ -26,6 +26,10 @@ def test_demo_quick_end_to_end_and_resume(tmp_path, capsys):
         assert (out / rel).is_file(), rel
     assert list(out.glob("*.mp4")), "annotated video missing"
     assert json.loads((out / "results.json").read_text())["auc"] == numbers["auc"]
+    # every stage trained with the demo's augmentation overrides, recorded in its training record
+    for stage in ("pretrain_A", "lora_B", "full_B"):
+        record = json.loads((out / stage / "train_config.json").read_text())
+        assert record["train"]["augment"] == list(DemoPlan.quick().augment) == ["deit3=false"], stage
     # A second run reuses every finished stage (and the CLI prints where the report is).
     capsys.readouterr()
     assert main(["demo", "--quick", "--output", str(out)]) == 0

@@ -163,3 +163,44 @@ def test_ostrack_jitter_follows_the_yaml_of_the_geometry(synth_root, tmp_path, t
     batch = task.collate([train_set[i] for i in range(3)])
     anno = batch["search_anno"]  # normalised x, y, w, h of the same box as the xyxy "boxes"
     assert torch.allclose(anno[:, :2] + anno[:, 2:], batch["boxes"][:, 2:]) and (anno[:, 2:] > 0).all()
+
+
+def _ddp_distill_worker(rank: int, world: int, port: int, cfg, overrides: dict, teacher_file: str, result: dict):
+    import os
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    holder: dict = {}
+    status = train(cfg, overrides, task=_capture(holder, LoRATDistillTask))["status"]
+    task = holder["task"]
+    _assert_teacher_frozen(task, teacher_file)  # raises in the worker, which fails the spawn
+    result[rank] = (status, isinstance(task.teacher, DistributedDataParallel))
+    torch.distributed.destroy_process_group()
+
+
+def test_lorat_distillation_under_ddp_equals_one_process(synth_root, tmp_path, teachers):
+    """Two gloo ranks train the student as one process does; each rank's teacher stays frozen, outside DDP."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    overrides = dict(LORAT_STUDENT, drop_path=0.0)
+    base = small_cfg(synth_root, tmp_path / "single", model="lorat-s-112", teacher=str(teachers["lorat"]),
+                     epochs=1, samples_per_epoch=24, val_samples=0, val_dataset=None)
+    assert train(base, overrides)["step"] == 3
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = mp.Manager().dict()
+    mp.spawn(_ddp_distill_worker, args=(2, port, replace(base, output_dir=str(tmp_path / "ddp")), overrides,
+                                        str(teachers["lorat"]), result), nprocs=2, join=True)
+    assert dict(result) == {0: ("finished", False), 1: ("finished", False)}
+    a = weights(tmp_path / "single" / "model_final.safetensors")
+    b = weights(tmp_path / "ddp" / "model_final.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=2e-6, rtol=1e-5), k
+    assert losses(tmp_path / "single").keys() == losses(tmp_path / "ddp").keys() == {1, 2, 3}

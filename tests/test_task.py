@@ -105,3 +105,22 @@ def test_teacher_setting_needs_a_task_that_uses_one(synth_root, tmp_path):
     # LoRAT itself hands over to its distillation task, which names the missing teacher file
     with pytest.raises(FileNotFoundError, match="teacher checkpoint not found: t.safetensors"):
         train(small_cfg(synth_root, tmp_path / "t", teacher="t.safetensors"), TINY)
+
+
+def test_augment_overrides_reach_the_training_transform(synth_root, tmp_path):
+    from dataclasses import replace
+
+    cfg = small_cfg(synth_root, tmp_path, augment=("deit3=false", "brightness=0", "max_attempts=3"))
+    assert cfg.augment_overrides() == {"deit3": False, "brightness": 0.0, "max_attempts": 3}
+    task = LoRATTask(cfg, resolve_config("lorat-s-224", **TINY))
+    train_set, _ = task.build_datasets()
+    tc = train_set.transform.config
+    assert (tc.deit3, tc.brightness, tc.max_attempts) == (False, 0.0, 3)
+    assert tc.contrast == 0.4 and tc.search_size == 56  # others as the method sets them, geometry from the model
+    default = LoRATTask(replace(cfg, augment=()), resolve_config("lorat-s-224", **TINY)).build_datasets()[0]
+    assert default.transform.config.deit3 is True
+    for bad, match in [(("deit3=maybe",), "bad value 'maybe' for the bool field deit3"),
+                       (("search_size=64",), "expected field=value with a field of"),
+                       (("brightness",), "expected field=value")]:
+        with pytest.raises(ValueError, match=match):
+            replace(cfg, augment=bad).validate()

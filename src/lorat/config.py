@@ -138,6 +138,40 @@ class TrainConfig:
     # checked before training starts.
     eval_benchmarks: tuple[str, ...] = ()
     teacher: str | None = None  # frozen teacher checkpoint for distillation tasks (unused by LoRAT)
+    # training-transform overrides as field=value (lorat.data.transforms.TransformConfig), e.g. deit3=false
+    # brightness=0.2; empty = the method's official augmentation
+    augment: tuple[str, ...] = ()
+
+    def augment_overrides(self) -> dict[str, Any]:
+        """``augment`` parsed into typed ``TransformConfig`` overrides (a bad name or value is named).
+
+        Only augmentation and sampling fields may be set; the geometry (sizes, stride, area factors) and the
+        normalisation come from the model config.
+        """
+        from .data.transforms import TransformConfig
+
+        geometry = {"template_size", "search_size", "stride", "template_area_factor", "search_area_factor",
+                    "mean", "std"}
+        allowed = {f.name: f.default for f in fields(TransformConfig) if f.name not in geometry}
+        out: dict[str, Any] = {}
+        for item in self.augment:
+            name, sep, text = str(item).partition("=")
+            name, text = name.strip(), text.strip().lower()
+            if not sep or name not in allowed:
+                raise ValueError(f"TrainConfig.augment entry {item!r}: expected field=value with a field of "
+                                 f"{', '.join(sorted(allowed))}")
+            default = allowed[name]
+            try:
+                if isinstance(default, bool):
+                    if text not in ("true", "false", "1", "0"):
+                        raise ValueError(text)
+                    out[name] = text in ("true", "1")
+                else:
+                    out[name] = type(default)(text)
+            except ValueError:
+                raise ValueError(f"TrainConfig.augment entry {item!r}: bad value {text!r} for the "
+                                 f"{type(default).__name__} field {name}") from None
+        return out
 
     def roots(self) -> dict[str, str]:
         """``dataset_roots`` as ``{name: path}`` (a clear error names a malformed entry)."""
@@ -170,6 +204,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.eval_benchmarks={list(self.eval_benchmarks)} has a malformed name; "
                              "use e.g. eval_benchmarks=lasot,got10k_val, or eval_benchmarks= for none")
         self.roots()
+        self.augment_overrides()
         return self
 
 

@@ -75,7 +75,7 @@ class LoRATDistillTask(LoRATTask):
     def build_datasets(self) -> tuple[Any, Any | None]:
         from ..data.transforms import SiameseTrainTransform
 
-        transform = SiameseTrainTransform.from_model_config(self.teacher_cfg)
+        transform = SiameseTrainTransform.from_model_config(self.teacher_cfg, **self.cfg.augment_overrides())
         return pair_datasets(self.cfg, StudentTargets(transform, self.model_cfg))
 
     def collate(self, items: list[dict]) -> Batch:

@@ -114,8 +114,8 @@ class OSTrackTask(Task):
         from ..data.transforms import SiameseTrainTransform
 
         geo = self.geometry()
-        return pair_datasets(self.cfg, SiameseTrainTransform.from_model_config(geo, **ostrack_jitter(geo),
-                                                                               **_OSTRACK_AUG))
+        aug = {**ostrack_jitter(geo), **_OSTRACK_AUG, **self.cfg.augment_overrides()}  # TrainConfig.augment wins
+        return pair_datasets(self.cfg, SiameseTrainTransform.from_model_config(geo, **aug))
 
     def collate(self, items: list[dict]) -> Batch:
         """LoRAT's pair batch plus ``search_anno`` (B, 4): the normalised search box as ``x, y, w, h``."""

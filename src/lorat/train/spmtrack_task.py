@@ -47,7 +47,7 @@ class SPMTrackTask(Task):
         cfg = self.cfg
         roots = cfg.roots()
         train_sets = [load_training_dataset(name, roots.get(name)) for name in cfg.datasets]
-        transform = TupletTransform.from_model_config(self.model_cfg)
+        transform = TupletTransform.from_model_config(self.model_cfg, **cfg.augment_overrides())
         weights = list(cfg.dataset_weights) or None
         train = TupletDataset(train_sets, transform, cfg.samples_per_epoch, cfg.seed, sampling=self.sampling,
                               weights=weights)

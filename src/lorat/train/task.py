@@ -154,7 +154,7 @@ class LoRATTask(Task):
         roots = cfg.roots()
         train_sets = [load_training_dataset(name, roots.get(name)) for name in cfg.datasets]
         weights = list(cfg.dataset_weights) or None
-        transform = SiameseTrainTransform.from_model_config(self.model_cfg)
+        transform = SiameseTrainTransform.from_model_config(self.model_cfg, **cfg.augment_overrides())
         train = PairDataset(train_sets, transform, cfg.samples_per_epoch, cfg.seed, weights=weights,
                             max_gap=cfg.max_pair_gap)
         val = None
