@@ -119,6 +119,9 @@ def test_augment_overrides_reach_the_training_transform(synth_root, tmp_path):
     assert tc.contrast == 0.4 and tc.search_size == 56  # others as the method sets them, geometry from the model
     default = LoRATTask(replace(cfg, augment=()), resolve_config("lorat-s-224", **TINY)).build_datasets()[0]
     assert default.transform.config.deit3 is True
+    from lorat.config import apply_overrides
+
+    assert apply_overrides(cfg, ["augment=deit3=false,brightness=0.2"]).augment == ("deit3=false", "brightness=0.2")
     for bad, match in [(("deit3=maybe",), "bad value 'maybe' for the bool field deit3"),
                        (("search_size=64",), "expected field=value with a field of"),
                        (("brightness",), "expected field=value")]:
