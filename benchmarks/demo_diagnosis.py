@@ -9,7 +9,7 @@ visible frames), the mean IoU and the median / 90th percentile of predicted size
 * ``free``: the official tracker as in the benchmark;
 * ``oracle``: before every frame the state is reset to the previous frame's true box, so the crop is always
   right: what is left is the per-frame error, with no feedback;
-* ``smoothed``: the demo's size-smoothed tracker (``lorat.demo.DEMO_SIZE_LR``).
+* ``smoothed``: the demo's size-smoothed tracker (``TrackConfig.size_lr = lorat.demo.DEMO_SIZE_LR``).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from lorat.data.datasets import load_benchmark
-from lorat.demo import _smoothed_tracker_class
+from lorat.demo import DEMO_SIZE_LR
 from lorat.hub import load_checkpoint
 from lorat.track.tracker import TrackConfig, Tracker
 from lorat.track.video import read_image
@@ -34,8 +34,9 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def run(weights: str, seqs, mode: str) -> str:
-    cls = _smoothed_tracker_class() if mode == "smoothed" else Tracker
-    tracker = cls(load_checkpoint(weights), TrackConfig(device="cpu"))
+    # smoothed: the demo's tracker (state size follows the prediction at DEMO_SIZE_LR); else the official rule
+    size_lr = DEMO_SIZE_LR if mode == "smoothed" else 1.0
+    tracker = Tracker(load_checkpoint(weights), TrackConfig(device="cpu", size_lr=size_lr, verbose=False))
     ious, ratios = [], []
     for s in seqs:
         frames = [read_image(p) for p in s.frames]
