@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .ostrack_task import check_same_crop, load_teacher, pair_datasets, terms_for_log
-from .task import Batch, LoRATTask
+from .ostrack_task import attach_teacher, terms_for_log
+from .task import Batch, LoRATTask, pair_datasets
 
 
 class StudentTargets:
@@ -61,16 +61,8 @@ class LoRATDistillTask(LoRATTask):
     """LoRAT student + frozen LoRAT teacher (see the module docstring)."""
 
     def __init__(self, cfg: Any, model_cfg: Any, loss_cfg: Any = None) -> None:
-        from .distill import LoReTrackLossConfig
-
         super().__init__(cfg, model_cfg)
-        if not cfg.teacher:
-            raise ValueError(f"{type(self).__name__} needs a teacher: set TrainConfig.teacher (--teacher PATH)")
-        teacher = load_teacher(cfg.teacher, model_cfg)
-        check_same_crop(teacher.cfg, model_cfg)
-        self.set_teacher(teacher)
-        self.teacher_cfg = teacher.cfg
-        self.loss_cfg = (loss_cfg or LoReTrackLossConfig()).validate()
+        attach_teacher(self, loss_cfg)
 
     def build_datasets(self) -> tuple[Any, Any | None]:
         from ..data.transforms import SiameseTrainTransform

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .task import Batch, Task
+from .task import Batch, Task, pair_datasets
 
 _OSTRACK_AUG = dict(deit3=False, brightness=0.2, contrast=0.0, saturation=0.0)
 """OSTrack's training augmentation in :class:`lorat.data.transforms.TransformConfig` terms."""
@@ -82,23 +82,19 @@ def check_same_crop(teacher_cfg: Any, student_cfg: Any) -> None:
                          f"{teacher_cfg.search_size}: distillation goes from high to low resolution")
 
 
-def pair_datasets(cfg: Any, transform: Any) -> tuple[Any, Any | None]:
-    """``(train, val or None)`` pair datasets of ``cfg`` (a TrainConfig) with ``transform`` (as LoRAT's)."""
-    from ..data.datasets import load_benchmark, load_training_dataset
-    from ..data.sampler import PairDataset
+def attach_teacher(task: Task, loss_cfg: Any = None) -> None:
+    """Give a distillation task its frozen teacher: ``TrainConfig.teacher`` loaded (:func:`load_teacher`),
+    checked to crop as the student does (:func:`check_same_crop`), set with ``task.set_teacher``; also sets
+    ``task.teacher_cfg`` and ``task.loss_cfg`` (a ``LoReTrackLossConfig``, validated)."""
+    from .distill import LoReTrackLossConfig
 
-    roots = cfg.roots()
-    train_sets = [load_training_dataset(name, roots.get(name)) for name in cfg.datasets]
-    weights = list(cfg.dataset_weights) or None
-    train = PairDataset(train_sets, transform, cfg.samples_per_epoch, cfg.seed, weights=weights,
-                        max_gap=cfg.max_pair_gap)
-    val = None
-    if cfg.val_dataset and cfg.val_samples > 0:
-        name = cfg.val_dataset
-        reader = load_training_dataset if name.endswith("_train") else load_benchmark
-        val = PairDataset([reader(name, roots.get(name))], transform, cfg.val_samples, cfg.seed + 1,
-                          max_gap=cfg.max_pair_gap)
-    return train, val
+    if not task.cfg.teacher:
+        raise ValueError(f"{type(task).__name__} needs a teacher: set TrainConfig.teacher (--teacher PATH)")
+    teacher = load_teacher(task.cfg.teacher, task.model_cfg)
+    check_same_crop(teacher.cfg, task.model_cfg)
+    task.set_teacher(teacher)
+    task.teacher_cfg = teacher.cfg
+    task.loss_cfg = (loss_cfg or LoReTrackLossConfig()).validate()
 
 
 class OSTrackTask(Task):
@@ -140,16 +136,8 @@ class LoReTrackTask(OSTrackTask):
     (:func:`lorat.train.distill.loretrack_loss`: task loss + 0.01 QKV-KD + 0.01 Disc-KD)."""
 
     def __init__(self, cfg: Any, model_cfg: Any, loss_cfg: Any = None) -> None:
-        from .distill import LoReTrackLossConfig
-
         super().__init__(cfg, model_cfg)
-        if not cfg.teacher:
-            raise ValueError(f"{type(self).__name__} needs a teacher: set TrainConfig.teacher (--teacher PATH)")
-        teacher = load_teacher(cfg.teacher, model_cfg)
-        check_same_crop(teacher.cfg, model_cfg)
-        self.set_teacher(teacher)
-        self.teacher_cfg = teacher.cfg
-        self.loss_cfg = (loss_cfg or LoReTrackLossConfig()).validate()
+        attach_teacher(self, loss_cfg)
 
     def geometry(self) -> Any:
         """Crops at the teacher's sizes; the student's inputs are their bilinear downsample."""
@@ -163,5 +151,5 @@ class LoReTrackTask(OSTrackTask):
         return loss, terms_for_log(terms)  # focal, giou, l1, qkv, disc, their parts, iou, task
 
 
-__all__ = ["OSTrackTask", "LoReTrackTask", "ostrack_jitter", "load_teacher", "check_same_crop", "pair_datasets",
+__all__ = ["OSTrackTask", "LoReTrackTask", "ostrack_jitter", "load_teacher", "check_same_crop", "attach_teacher",
            "terms_for_log"]

@@ -26,7 +26,7 @@ from torch import nn
 from ..config import TrainConfig
 from .spmtrack_loss import giou_weight_for_epoch, spmtrack_loss
 from .spmtrack_sampler import TupletSamplingConfig
-from .task import Batch, StepContext, Task
+from .task import Batch, StepContext, Task, train_val_datasets
 
 
 class SPMTrackTask(Task):
@@ -41,23 +41,11 @@ class SPMTrackTask(Task):
         """GIoU weight of the current step (10 during the warm-up epochs, else 1)."""
 
     def build_datasets(self) -> tuple[Any, Any | None]:
-        from ..data.datasets import load_benchmark, load_training_dataset
         from .spmtrack_data import TupletDataset, TupletTransform
 
-        cfg = self.cfg
-        roots = cfg.roots()
-        train_sets = [load_training_dataset(name, roots.get(name)) for name in cfg.datasets]
-        transform = TupletTransform.from_model_config(self.model_cfg, **cfg.augment_overrides())
-        weights = list(cfg.dataset_weights) or None
-        train = TupletDataset(train_sets, transform, cfg.samples_per_epoch, cfg.seed, sampling=self.sampling,
-                              weights=weights)
-        val = None
-        if cfg.val_dataset and cfg.val_samples > 0:
-            name = cfg.val_dataset
-            reader = load_training_dataset if name.endswith("_train") else load_benchmark
-            val = TupletDataset([reader(name, roots.get(name))], transform, cfg.val_samples, cfg.seed + 1,
-                                sampling=self.sampling)
-        return train, val
+        transform = TupletTransform.from_model_config(self.model_cfg, **self.cfg.augment_overrides())
+        return train_val_datasets(self.cfg, lambda sets, samples, seed, weights: TupletDataset(
+            sets, transform, samples, seed, sampling=self.sampling, weights=weights))
 
     def collate(self, items: list[dict]) -> Batch:
         from .spmtrack_data import collate_tuplets

@@ -20,6 +20,7 @@ carries ``teacher``, a checkpoint path) and the model config of the run.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +139,35 @@ class Task:
         return cls(model, TrackConfig(device=str(device), copy_model=True))
 
 
+def train_val_datasets(cfg: Any, make: Callable[[list, int, int, list | None], Any]) -> tuple[Any, Any | None]:
+    """``(train, val or None)`` from a TrainConfig's datasets, roots, weights and validation settings.
+
+    ``make(sequence_sets, samples, seed, weights)`` builds one dataset (pairs, tuplets, ...): the training one
+    from ``cfg.datasets`` (``samples_per_epoch``, ``seed``, ``dataset_weights``), the validation one from
+    ``cfg.val_dataset`` (``val_samples``, ``seed + 1``, no weights), read as a training split when its name
+    ends in ``_train``, else as a benchmark.
+    """
+    from ..data.datasets import load_benchmark, load_training_dataset
+
+    roots = cfg.roots()
+    train = make([load_training_dataset(name, roots.get(name)) for name in cfg.datasets], cfg.samples_per_epoch,
+                 cfg.seed, list(cfg.dataset_weights) or None)
+    val = None
+    if cfg.val_dataset and cfg.val_samples > 0:
+        name = cfg.val_dataset
+        reader = load_training_dataset if name.endswith("_train") else load_benchmark
+        val = make([reader(name, roots.get(name))], cfg.val_samples, cfg.seed + 1, None)
+    return train, val
+
+
+def pair_datasets(cfg: Any, transform: Any) -> tuple[Any, Any | None]:
+    """:func:`train_val_datasets` of template/search pairs (``data/sampler.PairDataset``) with ``transform``."""
+    from ..data.sampler import PairDataset
+
+    return train_val_datasets(cfg, lambda sets, samples, seed, weights: PairDataset(
+        sets, transform, samples, seed, weights=weights, max_gap=cfg.max_pair_gap))
+
+
 class LoRATTask(Task):
     """LoRAT: template/search pairs (``data/sampler.PairDataset`` + ``data/transforms.SiameseTrainTransform``),
     ``model(z, x, z_feat_mask) -> {"score_map", "boxes"}`` and the IoU-aware BCE + GIoU loss
@@ -146,24 +176,10 @@ class LoRATTask(Task):
     distill_task = "lorat.train.lorat_distill_task:LoRATDistillTask"
 
     def build_datasets(self) -> tuple[Any, Any | None]:
-        from ..data.datasets import load_benchmark, load_training_dataset
-        from ..data.sampler import PairDataset
         from ..data.transforms import SiameseTrainTransform
 
-        cfg = self.cfg
-        roots = cfg.roots()
-        train_sets = [load_training_dataset(name, roots.get(name)) for name in cfg.datasets]
-        weights = list(cfg.dataset_weights) or None
-        transform = SiameseTrainTransform.from_model_config(self.model_cfg, **cfg.augment_overrides())
-        train = PairDataset(train_sets, transform, cfg.samples_per_epoch, cfg.seed, weights=weights,
-                            max_gap=cfg.max_pair_gap)
-        val = None
-        if cfg.val_dataset and cfg.val_samples > 0:
-            name = cfg.val_dataset
-            reader = load_training_dataset if name.endswith("_train") else load_benchmark
-            val = PairDataset([reader(name, roots.get(name))], transform, cfg.val_samples, cfg.seed + 1,
-                              max_gap=cfg.max_pair_gap)
-        return train, val
+        transform = SiameseTrainTransform.from_model_config(self.model_cfg, **self.cfg.augment_overrides())
+        return pair_datasets(self.cfg, transform)
 
     def collate(self, items: list[dict]) -> Batch:
         from ..data.transforms import collate_pairs
@@ -177,4 +193,4 @@ class LoRATTask(Task):
         return lorat_loss(out["score_map"], out["boxes"], batch)  # terms: bce, giou, num_positive_samples
 
 
-__all__ = ["Batch", "StepContext", "Task", "LoRATTask"]
+__all__ = ["Batch", "StepContext", "Task", "LoRATTask", "train_val_datasets", "pair_datasets"]
