@@ -53,3 +53,22 @@ def spmtrack_io(fx: dict) -> tuple[dict, torch.Tensor, torch.Tensor, list[torch.
     z = torch.stack([io[f"input.z_{i}"].float() for i in range(nt)], dim=1)
     mask = torch.stack([io[f"input.z_{i}_feat_mask"] for i in range(nt)], dim=1)
     return io, z, mask, [io[f"input.x_{k}"].float() for k in range(ns)]
+
+
+#: a tiny SPMTrack config for tests that need no fixture (3 experts, 28 / 56 px)
+TINY_SPMTRACK = dict(embed_dim=32, num_heads=2, depth=2, template_size=28, search_size=56, tmoe_r=4, tmoe_alpha=8.0,
+                     tmoe_experts=3)
+
+
+def lively(model):
+    """Make a random model react to its inputs (DINOv2's LayerScale init of 1e-5 mutes the blocks)."""
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n.endswith(".gamma"):
+                p.fill_(0.5)
+            elif n in ("token_type_embed", "track_query", "query_embed") or ".routed_experts." in n:
+                p.normal_(std=0.3)
+            elif n.startswith("head.") and n.endswith("weight"):
+                p.normal_(std=0.15)
+    return model
+

@@ -12,22 +12,10 @@ from lorat.models.registry import get_arch, get_preset, list_models
 from lorat.models.spmtrack import SPMTrack, SPMTrackConfig
 from lorat.models.tmoe import has_tmoe
 from lorat.train.spmtrack_loss import frame_targets, giou_weight_for_epoch, spmtrack_loss
+from spmtrack_fixtures import TINY_SPMTRACK, lively
 
-TINY = dict(embed_dim=32, num_heads=2, depth=2, template_size=28, search_size=56, tmoe_r=4, tmoe_alpha=8.0,
-            tmoe_experts=3)
-
-
-def _lively(model):
-    """Make a random model sensitive to its inputs (DINOv2's LayerScale init of 1e-5 mutes the blocks)."""
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if n.endswith(".gamma"):
-                p.fill_(0.5)
-            elif n in ("token_type_embed", "track_query", "query_embed") or ".routed_experts." in n:
-                p.normal_(std=0.3)
-            elif n.startswith("head.") and n.endswith("weight"):
-                p.normal_(std=0.15)
-    return model
+TINY = TINY_SPMTRACK
+_lively = lively
 
 
 def _inputs(b=2, t=3, seed=0):

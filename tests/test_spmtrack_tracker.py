@@ -13,23 +13,11 @@ from lorat.track.decode import decode_prediction, hann_window_2d
 from lorat.track.spmtrack import SPMTrackTrackConfig, SPMTrackTracker
 from lorat.track.spmtrack_memory import memory_entry, template_indices
 from lorat.track.tracker import TrackConfig
+from spmtrack_fixtures import TINY_SPMTRACK, lively
 
-TINY = dict(embed_dim=32, num_heads=2, depth=2, template_size=28, search_size=56, tmoe_r=4, tmoe_alpha=8.0,
-            tmoe_experts=3)
+TINY = TINY_SPMTRACK
+_lively = lively
 F32 = dict(device="cpu", dtype="float32", verbose=False)
-
-
-def _lively(model):
-    """A random model that reacts to its inputs (LayerScale 1e-5 would mute the blocks)."""
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if n.endswith(".gamma"):
-                p.fill_(0.5)
-            elif n in ("token_type_embed", "track_query", "query_embed") or ".routed_experts." in n:
-                p.normal_(std=0.3)
-            elif n.startswith("head.") and n.endswith("weight"):
-                p.normal_(std=0.15)
-    return model
 
 
 @pytest.fixture
