@@ -237,7 +237,15 @@ class PairDataset(torch.utils.data.Dataset):
         box = bx.clip_to_image(bx.xywh_to_xyxy(np.asarray(sequence.boxes[frame], dtype=np.float64)), w, h)
         return image, box
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+    def draw(self, key: int | tuple[int, int], attempt: Callable[..., dict | None], what: str,
+             hint: str) -> dict:
+        """The item ``key`` (an index of the current epoch, or ``(epoch, index)``): its planned dataset and unit,
+        a track of the unit, ``attempt(d, s, sequence, rng)`` -> sample or None (rejected); after a rejection
+        a random dataset (by weight) and unit, up to ``max_redraws`` times, all from the item's generator.
+
+        Subclasses that build other samples from the same plan (several frames, ...) pass their own
+        ``attempt``; ``what`` / ``hint`` name the sample in the error when every draw is rejected.
+        """
         epoch, index = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (self.epoch, int(key))
         if not 0 <= index < self.samples_per_epoch:
             raise IndexError(f"index {index} out of range for {self.samples_per_epoch} samples per epoch")
@@ -248,21 +256,28 @@ class PairDataset(torch.utils.data.Dataset):
             tracks = self.units[d][u]
             # a one-track unit (every video) draws nothing here, so its stream is that of a plain sequence
             s = int(tracks[0] if len(tracks) == 1 else tracks[rng.integers(0, len(tracks))])
-            sequence = self.sequences[d][s]
-            z, x = sample_frame_pair(self.masks[d][s], rng, self.max_gap)
-            z_image, z_box = self._load(sequence, z)
-            x_image, x_box = (z_image, z_box) if x == z else self._load(sequence, x)
-            sample = None
-            if bx.is_valid(z_box) and bx.is_valid(x_box):
-                sample = self.transform(z_image, z_box, x_image, x_box, rng)
+            sample = attempt(d, s, self.sequences[d][s], rng)
             if sample is not None:
-                sample["pair"] = torch.tensor([d, s, z, x], dtype=torch.int64)
                 return sample
             # rejected: redraw with index=None semantics (random dataset by weight, random unit)
             d = int(rng.choice(len(self.weights), p=self.weights))
             u = int(rng.integers(0, self.num_sequences[d]))
-        raise RuntimeError(f"no valid training pair after {self.max_redraws} draws for epoch {epoch}, "
-                           f"item {index}; check the boxes and the transform's size limits")
+        raise RuntimeError(f"no valid training {what} after {self.max_redraws} draws for epoch {epoch}, "
+                           f"item {index}; {hint}")
+
+    def _pair(self, d: int, s: int, sequence: Sequence, rng: np.random.Generator) -> dict | None:
+        z, x = sample_frame_pair(self.masks[d][s], rng, self.max_gap)
+        z_image, z_box = self._load(sequence, z)
+        x_image, x_box = (z_image, z_box) if x == z else self._load(sequence, x)
+        if not (bx.is_valid(z_box) and bx.is_valid(x_box)):
+            return None
+        sample = self.transform(z_image, z_box, x_image, x_box, rng)
+        if sample is not None:
+            sample["pair"] = torch.tensor([d, s, z, x], dtype=torch.int64)
+        return sample
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        return self.draw(key, self._pair, "pair", "check the boxes and the transform's size limits")
 
 
 __all__ = ["MAX_GAP", "dataset_sampling_weights", "epoch_plan", "valid_frame_mask", "sample_frame_pair",

@@ -123,36 +123,24 @@ class TupletDataset(PairDataset):
         super().__init__(datasets, transform, samples_per_epoch, seed, **kwargs)
         self.sampling = sampling or TupletSamplingConfig()
 
+    def _tuplet(self, d: int, s: int, sequence: Any, rng: np.random.Generator) -> dict | None:
+        try:
+            zf, xf = sample_tuplet(self.masks[d][s], rng, self.sampling, f"{sequence.dataset}/{sequence.name}")
+        except TupletSamplingError:
+            return None
+        loaded: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for f in (*zf, *xf):  # each distinct frame decoded once
+            if f not in loaded:
+                loaded[f] = self._load(sequence, f)
+        sample = self.transform([loaded[f][0] for f in zf], [loaded[f][1] for f in zf],
+                                [loaded[f][0] for f in xf], [loaded[f][1] for f in xf], rng)
+        if sample is not None:
+            sample["frames"] = torch.tensor([d, s, *zf, *xf], dtype=torch.int64)
+        return sample
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        epoch, index = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (self.epoch, int(key))
-        if not 0 <= index < self.samples_per_epoch:
-            raise IndexError(f"index {index} out of range for {self.samples_per_epoch} samples per epoch")
-        dataset_idx, unit_idx = self.plan(epoch)
-        d, u = int(dataset_idx[index]), int(unit_idx[index])
-        rng = self.item_rng(epoch, index)
-        for _ in range(self.max_redraws):
-            tracks = self.units[d][u]
-            s = int(tracks[0] if len(tracks) == 1 else tracks[rng.integers(0, len(tracks))])
-            sequence = self.sequences[d][s]
-            sample = None
-            try:
-                zf, xf = sample_tuplet(self.masks[d][s], rng, self.sampling, f"{sequence.dataset}/{sequence.name}")
-            except TupletSamplingError:
-                zf = xf = None
-            if zf is not None:
-                loaded: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-                for f in (*zf, *xf):  # each distinct frame decoded once
-                    if f not in loaded:
-                        loaded[f] = self._load(sequence, f)
-                sample = self.transform([loaded[f][0] for f in zf], [loaded[f][1] for f in zf],
-                                        [loaded[f][0] for f in xf], [loaded[f][1] for f in xf], rng)
-            if sample is not None:
-                sample["frames"] = torch.tensor([d, s, *zf, *xf], dtype=torch.int64)
-                return sample
-            d = int(rng.choice(len(self.weights), p=self.weights))
-            u = int(rng.integers(0, self.num_sequences[d]))
-        raise RuntimeError(f"no valid training tuplet after {self.max_redraws} draws for epoch {epoch}, "
-                           f"item {index}; check the boxes, the track lengths and the transform's size limits")
+        return self.draw(key, self._tuplet, "tuplet",
+                         "check the boxes, the track lengths and the transform's size limits")
 
 
 def collate_tuplets(samples: Seq[dict[str, Any]]) -> dict[str, Any]:
