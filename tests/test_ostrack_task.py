@@ -16,7 +16,7 @@ from lorat.train.lorat_distill_task import LoRATDistillTask
 from lorat.train.ostrack_task import LoReTrackTask, OSTrackTask
 from lorat.train.task import LoRATTask
 from lorat.train.trainer import latest_checkpoint, train
-from train_helpers import TINY, losses, make_synth_root, small_cfg, weights
+from train_helpers import TINY, assert_same_weights, losses, make_synth_root, small_cfg
 
 OST = dict(embed_dim=32, depth=2, num_heads=2, head_channels=16, pretrain_img_size=64, drop_path=0.1)
 STUDENT = dict(OST, template_size=32, search_size=64)  # loretrack-b-128 geometry halved (factors 2 / 5)
@@ -96,11 +96,8 @@ def _distill_resume(synth_root, tmp_path, teacher_file, model, overrides, cls):
     done = train(cfg2, overrides, resume=True)
     assert done["status"] == "finished" and done["step"] == 8
     assert losses(tmp_path / "resumed") == losses(tmp_path / "clean")
-    a = weights(tmp_path / "clean" / "model_final.safetensors")
-    b = weights(tmp_path / "resumed" / "model_final.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert_same_weights(tmp_path / "clean" / "model_final.safetensors",
+                        tmp_path / "resumed" / "model_final.safetensors")
     return __import__("train_helpers").metrics(tmp_path / "clean")
 
 
@@ -198,9 +195,6 @@ def test_lorat_distillation_under_ddp_equals_one_process(synth_root, tmp_path, t
     mp.spawn(_ddp_distill_worker, args=(2, port, replace(base, output_dir=str(tmp_path / "ddp")), overrides,
                                         str(teachers["lorat"]), result), nprocs=2, join=True)
     assert dict(result) == {0: ("finished", False), 1: ("finished", False)}
-    a = weights(tmp_path / "single" / "model_final.safetensors")
-    b = weights(tmp_path / "ddp" / "model_final.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=2e-6, rtol=1e-5), k
+    assert_same_weights(tmp_path / "single" / "model_final.safetensors", tmp_path / "ddp" / "model_final.safetensors",
+                        atol=2e-6, rtol=1e-5)
     assert losses(tmp_path / "single").keys() == losses(tmp_path / "ddp").keys() == {1, 2, 3}

@@ -13,8 +13,16 @@ from lorat.train.spmtrack_data import TupletDataset, TupletTransform, collate_tu
 from lorat.train.spmtrack_loss import frame_targets
 from lorat.train.spmtrack_task import SPMTrackTask, official_recipe
 from lorat.train.task import StepContext
-from lorat.train.trainer import NonFiniteLossError, train
-from train_helpers import losses, make_synth_root, metrics, small_cfg, weights
+from lorat.train.trainer import train
+from train_helpers import (
+    assert_same_weights,
+    assert_stopped_before_step_3,
+    losses,
+    make_synth_root,
+    metrics,
+    small_cfg,
+    weights,
+)
 
 TINY = dict(embed_dim=32, depth=2, num_heads=2, template_size=28, search_size=56, tmoe_r=4, tmoe_alpha=8.0,
             tmoe_experts=2, pretrain_img_size=56, drop_path=0.1)
@@ -95,9 +103,8 @@ def test_few_steps_and_exact_resume(synth_root, tmp_path):
     done = train(_cfg(synth_root, tmp_path / "resumed"), TINY, resume=True)
     assert done["status"] == "finished" and done["step"] == 8
     assert losses(tmp_path / "resumed") == losses(tmp_path / "clean")
-    a = weights(tmp_path / "clean" / "model_final.safetensors")
-    b = weights(tmp_path / "resumed" / "model_final.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    a = assert_same_weights(tmp_path / "clean" / "model_final.safetensors",
+                            tmp_path / "resumed" / "model_final.safetensors")
     step3 = weights(part_checkpoint / "model.safetensors")
     assert any(".tmoe." in k for k in step3) and "track_query" in step3 and "head.cls_mlp.layers.0.weight" in step3
     assert not any(k.startswith("blocks.") and ".tmoe." not in k for k in step3)  # the backbone is frozen
@@ -121,14 +128,7 @@ class NaNAtStep3(SPMTrackTask):
 
 def test_injected_nan_stops_with_a_checkpoint(synth_root, tmp_path):
     out = tmp_path / "nan"
-    with pytest.raises(NonFiniteLossError, match=r"at step 3 \(epoch 0, micro-batch 0, rank 0: samples 16\.\.23 "
-                                                 r"of epoch 0\); non-finite terms: \['giou_1'\]"):
-        train(_cfg(synth_root, out), TINY, task=NaNAtStep3)
-    ckpt = latest_checkpoint(out)
-    assert ckpt.name == "step_00000002"  # the state before the bad step, which was not applied
-    assert all(torch.isfinite(v).all() for v in weights(ckpt / "model.safetensors").values())
-    logged = [r for r in metrics(out) if "loss" in r]
-    assert [r["step"] for r in logged] == [1, 2] and all(np.isfinite(r["loss"]) for r in logged)
+    assert_stopped_before_step_3(out, "giou_1", lambda: train(_cfg(synth_root, out), TINY, task=NaNAtStep3))
 
 
 def test_single_frame_coco_tracks_give_five_copies_of_the_image(tmp_path):

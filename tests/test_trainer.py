@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 import lorat
 from lorat.hub import read_state_file
 from lorat.train.trainer import RankBatches, latest_checkpoint, train
-from train_helpers import TINY, losses, make_synth_root, small_cfg, weights
+from train_helpers import TINY, assert_same_weights, losses, make_synth_root, small_cfg, weights
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +46,8 @@ def test_resume_reproduces_an_uninterrupted_run(synth_root, tmp_path):
     done = train(_cfg(synth_root, tmp_path / "resumed"), dict(TINY, peft="lora"), resume=True)
     assert done["status"] == "finished" and done["step"] == 8
     assert _losses(tmp_path / "resumed") == _losses(tmp_path / "clean")
-    a = _weights(tmp_path / "clean" / "model_final.safetensors")
-    b = _weights(tmp_path / "resumed" / "model_final.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    a = assert_same_weights(tmp_path / "clean" / "model_final.safetensors",
+                            tmp_path / "resumed" / "model_final.safetensors")
     # Training checkpoints hold exactly the trainable tensors, and training moved them.
     first = read_state_file(ckpt / "model.safetensors")[0]
     assert set(first) == {k for k in a if ".lora." in k or k.startswith("head.") or k == "token_type_embed"}
@@ -80,10 +77,8 @@ def test_ddp_two_gloo_processes_equal_one_process(synth_root, tmp_path):
     result = manager.dict()
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(synth_root), str(tmp_path / "ddp"), result), nprocs=2, join=True)
     assert dict(result) == {0: "finished", 1: "finished"}
-    a = _weights(tmp_path / "single" / "model_final.safetensors")
-    b = _weights(tmp_path / "ddp" / "model_final.safetensors")
-    for k in a:
-        assert torch.allclose(a[k], b[k], atol=2e-6, rtol=1e-5), k
+    a = assert_same_weights(tmp_path / "single" / "model_final.safetensors",
+                            tmp_path / "ddp" / "model_final.safetensors", atol=2e-6, rtol=1e-5)
     torch.manual_seed(42)  # the trainer seeds before building the model: these are the initial weights
     init = lorat.create_model("lorat-s-224", **dict(TINY, drop_path=0.0, peft="full")).state_dict()
     assert not torch.equal(init["blocks.0.attn.qkv.weight"], a["blocks.0.attn.qkv.weight"])

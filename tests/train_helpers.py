@@ -45,3 +45,37 @@ def losses(out: Path) -> dict[int, float]:
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
     return read_state_file(path)[0]
+
+
+def assert_same_weights(a_file: Path, b_file: Path, atol: float | None = None, rtol: float = 0.0) -> dict:
+    """The two weight files hold the same keys and tensors: bit-identical, or within ``atol`` / ``rtol``
+    (``torch.allclose``) when ``atol`` is given. Returns the first file's tensors."""
+    a, b = weights(a_file), weights(b_file)
+    assert a.keys() == b.keys()
+    for k in a:
+        same = torch.equal(a[k], b[k]) if atol is None else torch.allclose(a[k], b[k], atol=atol, rtol=rtol)
+        assert same, k
+    return a
+
+
+def assert_stopped_before_step_3(out: Path, term: str, run) -> None:
+    """``run()`` (a training into ``out`` whose task makes loss term ``term`` NaN at step 3) raises
+    ``NonFiniteLossError`` naming the step, the samples and the term, and leaves the finite checkpoint of step 2
+    and the log of steps 1-2 only."""
+    import math
+    import re
+
+    import pytest
+
+    from lorat.train.checkpoint import latest_checkpoint
+    from lorat.train.trainer import NonFiniteLossError
+
+    with pytest.raises(NonFiniteLossError, match=r"at step 3 \(epoch 0, micro-batch 0, rank 0: samples 16\.\.23 "
+                                                 r"of epoch 0\); non-finite terms: \['" + re.escape(term) + r"'\]"):
+        run()
+    ckpt = latest_checkpoint(out)
+    assert ckpt.name == "step_00000002"  # the state before the bad step, which was not applied
+    assert all(torch.isfinite(v).all() for v in weights(ckpt / "model.safetensors").values())
+    logged = [r for r in metrics(out) if "loss" in r]
+    assert [r["step"] for r in logged] == [1, 2] and all(math.isfinite(r["loss"]) for r in logged)
+
