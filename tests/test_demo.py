@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from lorat.cli import main
-from lorat.demo import OFFICIAL_LABEL, DemoPlan, run_demo_pipeline
+from lorat.demo import DEMO_MODEL, OFFICIAL_LABEL, DemoPlan, run_demo_pipeline
 from lorat.demo_peers import OPENCV_PEERS
 
 
@@ -29,7 +29,10 @@ def test_demo_quick_end_to_end_and_resume(tmp_path, capsys):
     # every stage trained with the demo's augmentation overrides, recorded in its training record
     for stage in ("pretrain_A", "lora_B", "full_B"):
         record = json.loads((out / stage / "train_config.json").read_text())
-        assert record["train"]["augment"] == list(DemoPlan.quick().augment) == ["deit3=false"], stage
+        assert record["train"]["augment"] == list(DemoPlan.quick().augment), stage
+        assert record["train"]["augment"] == ["deit3=false", "translation_jitter=1.0"], stage
+        # ... and the demo's crop geometry (search area factor 3, not LoRAT's 4)
+        assert record["model"]["search_area_factor"] == DEMO_MODEL.search_area_factor == 3.0, stage
     # A second run reuses every finished stage (and the CLI prints where the report is).
     capsys.readouterr()
     assert main(["demo", "--quick", "--output", str(out)]) == 0
