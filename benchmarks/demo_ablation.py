@@ -7,9 +7,10 @@ Keys: ``m.<field>=v`` a ModelConfig override of the demo model (``m.search_area_
 (adaptation steps, default the demo's), ``psteps=N`` (pretraining steps with ``--pretrain``), ``lr=x`` (LoRA
 learning rate), ``data=DIR`` (another data root with ``domain_A`` / ``domain_B``), ``peft=full``; any other
 ``field=value`` is a training-transform override (``TrainConfig.augment``: ``translation_jitter=1.0``) added to
-the demo's (a later entry wins). Each ``--test`` folder (a GOT-10k-layout root with a ``val`` split, e.g. the demo's ``data/domain_B``
-and a second held-out set written by ``lorat.data.synthetic``) is tracked like the report's LoRAT row (bf16,
-``size_lr`` of the demo) and scored with the same ``analyze`` call. One JSON line per run goes to stdout and to
+the demo's (a later entry wins: ``m.search_area_factor=4.0 translation_jitter=3.0`` is LoRAT's geometry). Each
+``--test`` folder (a GOT-10k-layout root with a ``val`` split: the demo's ``data/domain_B``, a second held-out set
+written by ``lorat.data.synthetic``) is tracked like the report's LoRAT row (bf16, the demo's ``size_lr``) and
+scored with the same ``analyze`` call. One JSON line per run goes to stdout and to
 ``/tmp/demo_ablation/results.jsonl``; runs resume (a finished stage is not retrained).
 """
 from __future__ import annotations
