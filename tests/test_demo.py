@@ -6,6 +6,8 @@ import json
 from lorat.cli import main
 from lorat.demo import DEMO_MODEL, OFFICIAL_LABEL, DemoPlan, run_demo_pipeline
 from lorat.demo_peers import OPENCV_PEERS
+from lorat.hub import load_checkpoint
+from lorat.track.tracker import TrackConfig, Tracker
 
 
 def test_demo_quick_end_to_end_and_resume(tmp_path, capsys):
@@ -33,6 +35,9 @@ def test_demo_quick_end_to_end_and_resume(tmp_path, capsys):
         assert record["train"]["augment"] == ["deit3=false", "translation_jitter=1.0"], stage
         # ... and the demo's crop geometry (search area factor 3, not LoRAT's 4)
         assert record["model"]["search_area_factor"] == DEMO_MODEL.search_area_factor == 3.0, stage
+    # the saved weights carry that geometry, so the report's tracker crops 3x the target too
+    tracker = Tracker(load_checkpoint(out / "lora_B" / "model_final.safetensors"), TrackConfig(device="cpu"))
+    assert tracker.search_area_factor == 3.0
     # A second run reuses every finished stage (and the CLI prints where the report is).
     capsys.readouterr()
     assert main(["demo", "--quick", "--output", str(out)]) == 0
