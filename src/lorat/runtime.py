@@ -59,7 +59,7 @@ import torch
 from torch import nn
 
 from .device import PRECISIONS, resolve_device, resolve_precision
-from .runtime_int8 import cast_except_int8, fuse_for_inference, quantize_linears
+from .runtime_int8 import cast_except_int8, fuse_for_inference, quantize_linears, replace_modules
 
 __all__ = ["RUNTIMES", "ATTENTIONS", "Runtime", "make_runtime", "choose_attention", "resolve_runtime_precision",
            "use_attention", "ManualAttention", "RuntimeModule", "as_module", "add_runtime_argument",
@@ -123,21 +123,20 @@ def use_attention(model: nn.Module, kind: str) -> int:
 
     if kind not in ("sdpa", "manual"):
         raise ValueError(f"attention={kind!r}; expected sdpa or manual")
-    count = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if not isinstance(getattr(child, "qkv", None), nn.Linear):
-                continue  # LoRA-wrapped qkv: the official computation path, keep SDPA
-            if kind == "manual" and isinstance(child, Attention):
-                setattr(parent, name, ManualAttention(child))
-                count += 1
-            elif kind == "sdpa" and isinstance(child, ManualAttention):
-                plain = Attention.__new__(Attention)
-                nn.Module.__init__(plain)
-                plain.num_heads, plain.qkv, plain.proj = child.num_heads, child.qkv, child.proj
-                setattr(parent, name, plain)
-                count += 1
-    return count
+
+    def switched(m: nn.Module) -> nn.Module | None:
+        if not isinstance(getattr(m, "qkv", None), nn.Linear):
+            return None  # LoRA-wrapped qkv: the official computation path, keep SDPA
+        if kind == "manual" and isinstance(m, Attention):
+            return ManualAttention(m)
+        if kind == "sdpa" and isinstance(m, ManualAttention):
+            plain = Attention.__new__(Attention)
+            nn.Module.__init__(plain)
+            plain.num_heads, plain.qkv, plain.proj = m.num_heads, m.qkv, m.proj
+            return plain
+        return None
+
+    return replace_modules(model, switched)
 
 
 # ============================================================================ runtimes

@@ -21,10 +21,12 @@ casts and quantises, so its first convolution becomes an ``nn.Linear`` that is q
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
-__all__ = ["Int8Linear", "quantize_linears", "fuse_for_inference", "cast_except_int8"]
+__all__ = ["Int8Linear", "quantize_linears", "fuse_for_inference", "cast_except_int8", "replace_modules"]
 
 #: Linears with fewer input or output features stay in floating point (box/score output layers): an int8
 #: GEMM gains nothing there and their output is the prediction itself.
@@ -70,14 +72,11 @@ def quantize_linears(model: nn.Module, min_features: int = MIN_FEATURES) -> int:
 
     In place; returns the number replaced. Quantises from the weights as they are (call it before casting).
     """
-    count = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if (type(child) is nn.Linear and child.in_features >= min_features
-                    and child.out_features >= min_features):
-                setattr(parent, name, Int8Linear(child))
-                count += 1
-    return count
+    def quantized(m: nn.Module) -> nn.Module | None:
+        large = type(m) is nn.Linear and m.in_features >= min_features and m.out_features >= min_features
+        return Int8Linear(m) if large else None
+
+    return replace_modules(model, quantized)
 
 
 def fuse_for_inference(model: nn.Module) -> int:
@@ -85,12 +84,25 @@ def fuse_for_inference(model: nn.Module) -> int:
 
     In place; returns the number replaced. The model must be in eval mode (BatchNorm running statistics).
     """
+    def fused(m: nn.Module) -> nn.Module | None:
+        fuse = getattr(m, "fused_for_inference", None)
+        return fuse() if callable(fuse) else None
+
+    return replace_modules(model, fused)
+
+
+def replace_modules(model: nn.Module, replace: Callable[[nn.Module], nn.Module | None]) -> int:
+    """Put ``replace(child)`` in place of every submodule for which it returns a module (None: keep it).
+
+    In place; returns the number replaced. The modules are listed before any replacement, so the new
+    modules (and their children) are not offered to ``replace`` again.
+    """
     count = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            fuse = getattr(child, "fused_for_inference", None)
-            if callable(fuse):
-                setattr(parent, name, fuse())
+            new = replace(child)
+            if new is not None:
+                setattr(parent, name, new)
                 count += 1
     return count
 
