@@ -128,11 +128,10 @@ def count_gflop(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> flo
 
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .models.peft import has_lora, merge_lora
+    from .models.peft import fold_lora
 
     m = copy.deepcopy(model).float().eval()
-    if has_lora(m):
-        m.merge_lora() if hasattr(m, "merge_lora") else merge_lora(m)
+    fold_lora(m)
     use_attention(m, "manual")
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         m(*[t.cpu() for t in inputs])

@@ -190,16 +190,12 @@ class TorchRuntime(Runtime):
                  compile_mode: str | None = None, cache_dir: str | os.PathLike | None = None,
                  copy_model: bool = True) -> None:
         super().__init__(getattr(model, "cfg", None), precision, device)
-        from .models.peft import has_lora
-        from .models.peft import merge_lora as merge_all
+        from .models.peft import fold_lora, has_lora
 
         self.name = name
         model = copy.deepcopy(model) if copy_model else model
         model.eval().requires_grad_(False)
-        merged = False
-        if merge_lora and has_lora(model):
-            model.merge_lora() if hasattr(model, "merge_lora") else merge_all(model)
-            merged = True
+        merged = fold_lora(model) if merge_lora else False
         # Inference fusions (the CENTER head's folded BatchNorm) belong to the prepared path, not to the
         # official computation path (merge_lora=False), which runs the model as written.
         fused = fuse_for_inference(model) if merge_lora else 0

@@ -74,9 +74,10 @@ class _TupleOutputs(nn.Module):
 
 def export_model_onnx(model: nn.Module, path: str | os.PathLike, opset: int = 17) -> Path:
     """Write a merged fp32 eval copy of ``model`` as ONNX to ``path`` (atomically); returns the path."""
+    from .models.peft import fold_lora
+
     plain = copy.deepcopy(model).float().eval()
-    if hasattr(plain, "merge_lora"):
-        plain.merge_lora()
+    fold_lora(plain)
     names = forward_input_names(plain)
     inputs = example_inputs_for(plain)
     with torch.no_grad():

@@ -223,6 +223,18 @@ def merge_lora(module: nn.Module) -> nn.Module:
     return module
 
 
+def fold_lora(model: nn.Module) -> bool:
+    """Fold unmerged LoRA in ``model`` in place, through the model's own ``merge_lora()`` when it has one
+    (LoRAT: its blocks; SPMTrack: a no-op, TMoE does not fold), else :func:`merge_lora` over every module.
+
+    Returns True when there was LoRA to fold.
+    """
+    if not has_lora(model):
+        return False
+    model.merge_lora() if hasattr(model, "merge_lora") else merge_lora(model)
+    return True
+
+
 def lora_modules(module: nn.Module) -> list[LoRA]:
     """All ``LoRA`` modules inside ``module``."""
     return [m for m in module.modules() if isinstance(m, LoRA)]

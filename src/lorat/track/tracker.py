@@ -154,18 +154,15 @@ def prepare_model(model: nn.Module, cfg: TrackConfig, device: torch.device, prec
 
     ``precision``: a concrete name (``float32``/``bfloat16``/``float16``); default resolved from ``cfg.dtype``.
     """
-    from ..models.peft import has_lora, merge_lora
+    from ..models.peft import fold_lora
 
     precision = precision or resolve_precision(cfg.dtype, device)
     dtype = PRECISIONS[precision]
     if cfg.copy_model:
         model = copy.deepcopy(model)
     model.eval()
-    if cfg.merge_lora and has_lora(model):
-        if hasattr(model, "merge_lora"):
-            model.merge_lora()
-        else:
-            merge_lora(model)
+    if cfg.merge_lora:
+        fold_lora(model)
     model.to(device)
     if dtype != torch.float32 and device.type != "cuda":
         model.to(dtype)  # bf16 weights: ~1.6-2x fp32 on AVX512-BF16 CPUs, autocast only ~1.3x
