@@ -154,6 +154,23 @@ def test_onnx_runtime_from_an_exported_file(model, inputs, reference, tmp_path):
     assert _diff(rt(*inputs), reference)[0] < TOL["int8"][0]
 
 
+def test_int8_quantisation_leaves_the_logging_level_as_it_was(model, tmp_path):
+    import logging
+
+    from lorat.runtime_onnx import quantize_int8
+
+    path = export_onnx(model, tmp_path / "m.onnx")
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.INFO)
+    try:
+        out = quantize_int8(path, tmp_path / "q.onnx")
+        assert root.level == logging.INFO
+    finally:
+        root.setLevel(before)
+    assert out.is_file() and out.stat().st_size < path.stat().st_size
+
+
 def test_tracker_drives_a_runtime(model):
     from lorat.track.tracker import TrackConfig, Tracker
 

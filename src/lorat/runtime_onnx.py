@@ -105,10 +105,16 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dst = Path(dst)
-    # quantize_dynamic logs a warning advising shape-inference pre-processing; it does not change the result
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
-    with atomic_path(dst, suffix=".tmp.onnx") as tmp:
-        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPS)
+    # quantize_dynamic logs a warning (on the root logger) advising shape-inference pre-processing; it does not
+    # change the result. Silenced for the call only: the caller's logging level is restored after it.
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
+    try:
+        with atomic_path(dst, suffix=".tmp.onnx") as tmp:
+            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPS)
+    finally:
+        root.setLevel(level)
     return dst
 
 
