@@ -6,11 +6,15 @@ Usage::
     python benchmarks/cpu_realtime.py --presets loretrack-b-128 --variants eager/bfloat16 onnx-int8/float32
 
 Per preset (default ``loretrack-b-128`` (ViT-B, 64/128 px), ``lorat-s-112``, ``lorat-b-112``,
-``lorat-s-168``; random weights, speed does not depend on them) and per variant ``runtime/precision``
+``lorat-s-168``; random weights: the model's speed does not depend on them) and per variant ``runtime/precision``
 (default ``eager/bfloat16``, ``int8/bfloat16``, ``onnx-int8/float32``; onnxruntime with its thread spinning on, as a
 tracker built by the library runs it, unless ``--no-ort-spinning``), one tracker
 tracks a 640x480 JPEG sequence read from disk: every frame is decoded (``lorat.data.images.read_image``),
-then ``tracker.track(frame)``. The tracker is ``lorat.Tracker(model, TrackConfig(runtime=...))``; an
+then ``tracker.track(frame)``; both are timed. With random weights the tracker's own boxes grow to the
+whole frame within a few frames, and the search crop with them (~2800 px squares of mostly zero padding,
+about 1 ms more per frame than a crop around the true box); ``--state reset`` (the default) therefore
+restarts the tracker on the true box after each timed frame (untimed), so every timed frame crops what a
+tracker that follows its target crops; ``--state tracked`` keeps the drifting boxes. The tracker is ``lorat.Tracker(model, TrackConfig(runtime=...))``; an
 architecture whose registered tracker is not a ``lorat.Tracker`` subclass yet (OSTrack before its rebase)
 gets its own tracker class over ``lorat.runtime.as_module(make_runtime(...))``, which is said in the
 output.
@@ -37,11 +41,11 @@ DEFAULT_PRESETS = ["loretrack-b-128", "lorat-s-112", "lorat-b-112", "lorat-s-168
 DEFAULT_VARIANTS = ["eager/bfloat16", "int8/bfloat16", "onnx-int8/float32"]
 
 
-def write_sequence(folder: Path, n: int, seed: int = 0) -> tuple[list[Path], tuple[float, float, float, float]]:
-    """``n`` 640x480 JPEGs of a textured background with a bright square moving across; first box."""
+def write_sequence(folder: Path, n: int, seed: int = 0) -> tuple[list[Path], list[tuple[float, float, float, float]]]:
+    """``n`` 640x480 JPEGs of a textured background with a bright square moving across; its box per frame."""
     rng = np.random.default_rng(seed)
     base = cv2.resize(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8), (640, 480), interpolation=cv2.INTER_LINEAR)
-    paths = []
+    paths, boxes = [], []
     for i in range(n):
         img = base.copy()
         x, y = 200 + 3 * i, 180 + int(20 * np.sin(i / 5))
@@ -49,7 +53,8 @@ def write_sequence(folder: Path, n: int, seed: int = 0) -> tuple[list[Path], tup
         path = folder / f"{i:05d}.jpg"
         cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
         paths.append(path)
-    return paths, (200.0, 180.0, 80.0, 60.0)
+        boxes.append((float(x), float(y), 80.0, 60.0))
+    return paths, boxes
 
 
 def build_tracker(model, runtime: str, precision: str, cache: Path, spinning: bool = True):
@@ -75,6 +80,10 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--markdown", default=None)
+    p.add_argument("--state", choices=["reset", "tracked"], default="reset",
+                   help="reset: after each timed frame the tracker restarts on the true box (untimed), so every "
+                        "search crop has the size a tracker that follows its target cuts; tracked: the random "
+                        "model's own boxes, which grow to the whole frame (crops of ~2800 px, ~+1 ms each)")
     p.add_argument("--no-ort-spinning", action="store_true",
                    help="turn off onnxruntime's thread spinning (on by default, as in a tracker built by the library)")
     args = p.parse_args()
@@ -83,7 +92,8 @@ def main() -> None:
 
     load0 = os.getloadavg()
     tmp = tempfile.TemporaryDirectory(prefix="lorat-rt-")
-    paths, box = write_sequence(Path(tmp.name), args.frames + 1)
+    paths, boxes = write_sequence(Path(tmp.name), args.frames + 1)
+    box = boxes[0]
     rows = []
     for preset in args.presets:
         torch.manual_seed(0)
@@ -101,10 +111,13 @@ def main() -> None:
         for _ in range(args.rounds):
             for v, tr in trackers.items():
                 tr.initialize(read_image(paths[0]), box)
-                for path in paths[1:]:
+                for path, true_box in zip(paths[1:], boxes[1:]):
                     a = time.perf_counter()
-                    tr.track(read_image(path))
+                    frame = read_image(path)
+                    tr.track(frame)
                     times[v].append(time.perf_counter() - a)
+                    if args.state == "reset":
+                        tr.initialize(frame, true_box)
         ref = statistics.median(times[args.variants[0]])
         for v, ts in times.items():
             med = statistics.median(ts)
@@ -116,7 +129,8 @@ def main() -> None:
     lines = [f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; load average "
              f"(1/5/15 min) at start {load0[0]:.1f}/{load0[1]:.1f}/{load0[2]:.1f}, at end "
              f"{load1[0]:.1f}/{load1[1]:.1f}/{load1[2]:.1f}; {args.rounds} rounds x {args.frames} frames, 640x480 "
-             "JPEG decoded each frame", "",
+             "JPEG decoded each frame; "
+             f"state {args.state}", "",
              "| preset | variant | tracker | fps (best) | fps (median) | median vs first variant "
              "| build + first call s |",
              "|---|---|---|---|---|---|---|"]

@@ -303,6 +303,20 @@ def test_runtimes_follow_the_ostrack_signature(ostrack, name, precision, tol):
         assert float((out[key] - ref[key]).abs().max()) < tol * max(1.0, float(ref[key].abs().max())), key
 
 
+def test_onnx_export_applies_the_inference_fusions(ostrack, tmp_path):
+    import onnx
+
+    from lorat.runtime_onnx import export_model_onnx
+
+    def convs(path):
+        return sum(n.op_type == "Conv" for n in onnx.load(str(path)).graph.node)
+
+    # CENTER head: 3 x 5 convolutions as written; fused, its wide first layer is a MatMul and the three
+    # branches share grouped convolutions (3 + 1); the patch embedding adds one per input
+    assert convs(export_model_onnx(ostrack, tmp_path / "plain.onnx", fuse=False)) == 2 + 15
+    assert convs(export_model_onnx(ostrack, tmp_path / "fused.onnx")) == 2 + 4
+
+
 def test_ostrack_tracker_runs_on_an_onnx_runtime(ostrack):
     from lorat.track.ostrack import OSTrackTracker as cls
     from lorat.track.tracker import TrackConfig

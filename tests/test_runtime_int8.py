@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import lorat
-from lorat.models.center_head import CenterHead, FusedCenterHead
+from lorat.models.center_head import CenterHead, FusedCenterHead, im2col_channels_last
 from lorat.runtime import make_runtime, resolve_runtime_precision
 from lorat.runtime_int8 import Int8Linear, cast_except_int8, fuse_for_inference, quantize_linears
 
@@ -89,11 +89,22 @@ def test_fused_center_head_equals_the_center_head():
     # raw branch outputs too (the sigmoid clamps would hide a wrong branch order in saturated cells)
     with torch.inference_mode():
         raw = torch.cat([head._branch(n, feat) for n in ("ctr", "offset", "size")], 1)
-        cols = torch.nn.functional.unfold(feat, 3, padding=1).transpose(1, 2)
-        x = torch.relu(fused.conv1(cols)).transpose(1, 2).reshape(2, -1, 6, 6)
+        x = torch.relu(fused.conv1(im2col_channels_last(feat))).transpose(1, 2).reshape(2, -1, 6, 6)
         for conv in fused.convs:
             x = torch.relu(conv(x))
         torch.testing.assert_close(fused.conv5(x), raw, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("view", [False, True])
+def test_im2col_channels_last_is_unfold_in_ky_kx_c_order(view):
+    # the same 3x3 / pad-1 patches as F.unfold, features (ky, kx, c) instead of (c, ky, kx); H != W, and both a
+    # contiguous map and OSTrack's transposed view of (B, H*W, C) tokens
+    B, C, H, W = 2, 5, 4, 7
+    feat = (torch.randn(B, H * W, C).transpose(1, 2).reshape(B, C, H, W) if view
+            else torch.randn(B, C, H, W))
+    want = torch.nn.functional.unfold(feat, 3, padding=1)  # (B, C*9, H*W): c major, then ky, kx
+    want = want.reshape(B, C, 9, H * W).permute(0, 3, 2, 1).reshape(B, H * W, 9 * C)
+    assert torch.equal(im2col_channels_last(feat), want)
 
 
 def test_fuse_for_inference_replaces_heads_in_place():

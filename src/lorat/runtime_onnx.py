@@ -72,12 +72,19 @@ class _TupleOutputs(nn.Module):
         return tuple(out[k] for k in self.keys)
 
 
-def export_model_onnx(model: nn.Module, path: str | os.PathLike, opset: int = 17) -> Path:
-    """Write a merged fp32 eval copy of ``model`` as ONNX to ``path`` (atomically); returns the path."""
+def export_model_onnx(model: nn.Module, path: str | os.PathLike, opset: int = 17, fuse: bool = True) -> Path:
+    """Write a merged fp32 eval copy of ``model`` as ONNX to ``path`` (atomically); returns the path.
+
+    ``fuse``: also apply the inference fusions of the prepared path (:func:`lorat.runtime_int8.fuse_for_inference`;
+    OSTrack's CENTER head becomes one GEMM plus grouped convolutions, which int8 quantisation reaches).
+    """
     from .models.peft import fold_lora
+    from .runtime_int8 import fuse_for_inference
 
     plain = copy.deepcopy(model).float().eval()
     fold_lora(plain)
+    if fuse:
+        fuse_for_inference(plain)
     names = forward_input_names(plain)
     inputs = example_inputs_for(plain)
     with torch.no_grad():
