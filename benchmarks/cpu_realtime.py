@@ -14,7 +14,8 @@ then ``tracker.track(frame)``; both are timed. With random weights the tracker's
 whole frame within a few frames, and the search crop with them (~2800 px squares of mostly zero padding,
 about 1 ms more per frame than a crop around the true box); ``--state reset`` (the default) therefore
 restarts the tracker on the true box after each timed frame (untimed), so every timed frame crops what a
-tracker that follows its target crops; ``--state tracked`` keeps the drifting boxes. The tracker is ``lorat.Tracker(model, TrackConfig(runtime=...))``; an
+tracker that follows its target crops; ``--state tracked`` keeps the drifting boxes. The tracker is
+``lorat.Tracker(model, TrackConfig(runtime=...))``; an
 architecture whose registered tracker is not a ``lorat.Tracker`` subclass yet (OSTrack before its rebase)
 gets its own tracker class over ``lorat.runtime.as_module(make_runtime(...))``, which is said in the
 output.

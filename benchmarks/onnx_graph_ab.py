@@ -79,7 +79,8 @@ def main() -> None:
     load1 = os.getloadavg()
     lines = [f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average (1 min) "
              f"{load0[0]:.1f} at start, {load1[0]:.1f} at end; {args.rounds} rounds x {args.calls} calls", "",
-             "| preset | int8 graph | median ms | best ms | speed-up vs as written (medians) |", "|---|---|---|---|---|"]
+             "| preset | int8 graph | median ms | best ms | speed-up vs as written (medians) |",
+             "|---|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c:.2f} | {d:.2f} | {e:.3f} |" for a, b, c, d, e in rows]
     out = "\n".join(lines)
     print(out)

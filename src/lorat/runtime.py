@@ -125,8 +125,11 @@ def use_attention(model: nn.Module, kind: str) -> int:
     if kind not in ("sdpa", "manual"):
         raise ValueError(f"attention={kind!r}; expected sdpa or manual")
 
+    from .models.peft import LoRALinear, LoRAQKV
+
     def switched(m: nn.Module) -> nn.Module | None:
-        if not isinstance(getattr(m, "qkv", None), nn.Linear):
+        qkv = getattr(m, "qkv", None)
+        if not isinstance(qkv, nn.Module) or isinstance(qkv, (LoRALinear, LoRAQKV)):
             return None  # LoRA-wrapped qkv: the official computation path, keep SDPA
         if kind == "manual" and isinstance(m, Attention):
             return ManualAttention(m)
@@ -189,9 +192,10 @@ class TorchRuntime(Runtime):
     def __init__(self, model: nn.Module, name: str, precision: str, device: torch.device, *,
                  attention: str = "auto", autocast: bool | None = None, merge_lora: bool = True,
                  compile_mode: str | None = None, cache_dir: str | os.PathLike | None = None,
-                 copy_model: bool = True) -> None:
+                 copy_model: bool = True, pack: bool | None = None) -> None:
         super().__init__(getattr(model, "cfg", None), precision, device)
         from .models.peft import fold_lora, has_lora
+        from .runtime_packed import pack_linears, packing_supported
 
         self.name = name
         model = copy.deepcopy(model) if copy_model else model
@@ -221,9 +225,17 @@ class TorchRuntime(Runtime):
             weights = f"int8 ({n_int8} linears), rest {weights}"
         else:
             model.to(device=device, dtype=self.param_dtype)
+        # oneDNN-prepacked linears (eager on CPU, prepared path): x1.3 (bf16) to x2 (fp32) on the GEMMs.
+        packable = name == "eager" and merge_lora and not self.autocast
+        if pack and not (packable and packing_supported(self.param_dtype, device)):
+            raise ValueError(f"pack=True needs the eager runtime's prepared path on CPU in float32 or native bfloat16; "
+                             f"got runtime {name!r}, precision {precision}, device {device}, merge_lora={merge_lora}")
+        if pack is None:
+            pack = packable and packing_supported(self.param_dtype, device)
+        n_packed = pack_linears(model, self.param_dtype) if pack else 0
         self.model = model
         self.info = {"merged_lora": merged or not has_lora(model), "autocast": self.autocast, "weights": weights,
-                     "fused_modules": fused}
+                     "fused_modules": fused, "packed_linears": n_packed}
         if name == "compile":
             _raise_recompile_limit()
             if cache_dir is not None:
@@ -270,7 +282,7 @@ def make_runtime(model: nn.Module, name: str = "eager", precision: str = "auto",
                  *, attention: str = "auto", autocast: bool | None = None, merge_lora: bool = True,
                  compile_mode: str | None = None, onnx_path: str | os.PathLike | None = None,
                  cache_dir: str | os.PathLike | None = None, threads: int | None = None,
-                 allow_spinning: bool = True, copy_model: bool = True) -> Runtime:
+                 allow_spinning: bool = True, copy_model: bool = True, pack: bool | None = None) -> Runtime:
     """Build a :class:`Runtime` for ``model`` (see the module docstring).
 
     Args:
@@ -288,6 +300,8 @@ def make_runtime(model: nn.Module, name: str = "eager", precision: str = "auto",
         threads: onnxruntime intra-op threads (default torch's thread count).
         allow_spinning: onnxruntime thread spinning (turn off when torch runs in the same process).
         copy_model: prepare a deep copy (True) or the passed model in place (False).
+        pack: ``eager`` on CPU: run the linears on oneDNN-prepacked weights (:mod:`lorat.runtime_packed`);
+            None = wherever it is supported (fp32, native bf16), True = require it, False = plain ``nn.Linear``.
     """
     if name not in RUNTIMES:
         raise ValueError(f"runtime {name!r}; expected one of {', '.join(RUNTIMES)}")
@@ -299,7 +313,7 @@ def make_runtime(model: nn.Module, name: str = "eager", precision: str = "auto",
         return OnnxRuntime(model, name, dev, onnx_path=onnx_path, cache_dir=cache_dir, threads=threads,
                            allow_spinning=allow_spinning)
     return TorchRuntime(model, name, prec, dev, attention=attention, autocast=autocast, merge_lora=merge_lora,
-                        compile_mode=compile_mode, cache_dir=cache_dir, copy_model=copy_model)
+                        compile_mode=compile_mode, cache_dir=cache_dir, copy_model=copy_model, pack=pack)
 
 
 # ============================================================================ tracker glue
