@@ -7,8 +7,10 @@ Usage::
 
 Per preset (default ``loretrack-b-128`` (ViT-B, 64/128 px), ``lorat-s-112``, ``lorat-b-112``,
 ``lorat-s-168``; random weights: the model's speed does not depend on them) and per variant ``runtime/precision``
-(default ``eager/bfloat16``, ``int8/bfloat16``, ``onnx-int8/float32``; onnxruntime with its thread spinning on, as a
-tracker built by the library runs it, unless ``--no-ort-spinning``), one tracker
+(default ``eager/bfloat16``: the tracker's default path, the model as written, LoRA merged, weights cast;
+``prepared/bfloat16``: the ``eager`` runtime, i.e. the inference fusions, the attention choice and, on CPU,
+oneDNN-prepacked linears; ``int8/bfloat16``; ``onnx-int8/float32``, onnxruntime with its thread spinning on,
+as a tracker built by the library runs it, unless ``--no-ort-spinning``), one tracker
 tracks a 640x480 JPEG sequence read from disk: every frame is decoded (``lorat.data.images.read_image``),
 then ``tracker.track(frame)``; both are timed. With random weights the tracker's own boxes grow to the
 whole frame within a few frames, and the search crop with them (~2800 px squares of mostly zero padding,
@@ -39,7 +41,7 @@ import numpy as np
 import torch
 
 DEFAULT_PRESETS = ["loretrack-b-128", "lorat-s-112", "lorat-b-112", "lorat-s-168"]
-DEFAULT_VARIANTS = ["eager/bfloat16", "int8/bfloat16", "onnx-int8/float32"]
+DEFAULT_VARIANTS = ["eager/bfloat16", "prepared/bfloat16", "int8/bfloat16", "onnx-int8/float32"]
 
 
 def write_sequence(folder: Path, n: int, seed: int = 0) -> tuple[list[Path], list[tuple[float, float, float, float]]]:
@@ -65,6 +67,8 @@ def build_tracker(model, runtime: str, precision: str, cache: Path, spinning: bo
     from lorat.track.tracker import TrackConfig, Tracker
 
     opts = {"allow_spinning": spinning, "cache_dir": str(cache)} if runtime.startswith("onnx") else {}
+    if runtime == "prepared":  # the eager *runtime*: inference fusions, attention choice, prepacked linears
+        runtime, opts = "eager", {"attention": "auto"}
     cls = import_path(get_arch(model.cfg).tracker)
     if isinstance(cls, type) and issubclass(cls, Tracker):
         cfg = TrackConfig(device="cpu", dtype=precision, runtime=runtime, runtime_options=opts, copy_model=True,
