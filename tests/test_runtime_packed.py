@@ -67,6 +67,21 @@ def test_pack_linears_fuses_mlps_and_keeps_other_modules():
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
+def test_a_packed_model_deep_copies():
+    # e.g. Tracker(copy_model=True) or lorat bench's FLOP count over a prepared model: the opaque oneDNN weight
+    # has no storage to copy, the copy shares it (it is never written after packing)
+    import copy
+
+    model = nn.Sequential(Mlp(16, 32))
+    pack_linears(model, torch.float32)
+    twin = copy.deepcopy(model)
+    assert twin[0].fc1 is not model[0].fc1 and twin[0].fc1.weight is model[0].fc1.weight
+    assert twin[0].fc1.bias is not model[0].fc1.bias
+    x = torch.randn(3, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(twin(x), model(x), rtol=0, atol=0)
+
+
 def test_an_mlp_with_another_activation_is_not_fused():
     mlp = Mlp(8, 16)
     mlp.act = nn.GELU(approximate="tanh")  # oneDNN's fused "gelu" here is the erf form: must stay separate

@@ -10,10 +10,12 @@ float rounding (bf16: bit-equal at these shapes; the fused GELU is computed on t
 bf16 rounding fewer).
 
 Only where the ops exist and the precision is native (:func:`packing_supported`); the modules are
-inference-only (no autograd through the packed weight) and are not meant for ``state_dict`` or
-``torch.compile``.
+inference-only (no autograd through the packed weight), keep no ``state_dict`` entries (save the model
+before preparing it) and are not meant for ``torch.compile``; a deep copy shares the packed weight.
 """
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
@@ -53,6 +55,14 @@ class PackedLinear(nn.Module):
         self.bias = None if linear.bias is None else linear.bias.detach().to(torch.device("cpu"), dtype).contiguous()
         # _linear_pointwise's post-op algorithm: "none" selects the exact erf GELU (as nn.GELU()), "" no GELU
         self._algorithm = "none" if activation == "gelu" else ""
+
+    def __deepcopy__(self, memo: dict) -> PackedLinear:
+        # An opaque oneDNN tensor has no storage to copy; it is never written after packing, so copies share it.
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = value if key == "weight" else copy.deepcopy(value, memo)
+        return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.weight, self.bias, self.activation, [],
