@@ -75,6 +75,30 @@ def test_bench_writes_json_with_every_variant(result_path):
     assert (result_path.parent / "r.md").read_text().count("| forward |") == len(labels) * 2
 
 
+@pytest.mark.parametrize("preset,overrides,boxes_shape", [
+    # LoReTrack / OSTrack: forward(template, search), pred_boxes (B, 1, 4), its own attention
+    ("loretrack-b-128", ["depth=2", "embed_dim=64", "num_heads=2", "head_channels=16"], 3),
+    # SPMTrack: forward(z (B,T,...), z_feat_mask, x, state), the state carried through the runtime when tracking
+    ("spmtrack-b-224", ["embed_dim=32", "depth=2", "num_heads=2", "tmoe_r=4", "tmoe_experts=3"], 4),
+])
+def test_bench_runs_the_other_architectures(tmp_path, preset, overrides, boxes_shape):
+    from lorat.bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(preset=preset, overrides=dict(o.split("=") for o in overrides), runtimes=["eager", "onnx-int8"],
+                      precisions=["float32"], batches=[1, 2], rounds=1, calls=1, peak=False)
+    cfg.overrides = {k: int(v) for k, v in cfg.overrides.items()}
+    r = run_bench(cfg, log=lambda *a: None)
+    rows = {(row["mode"], row["batch"], row["label"]): row for row in r["rows"]}
+    labels = {row["label"] for row in r["rows"]}
+    attention = "model" if preset.startswith("loretrack") else "sdpa"
+    assert {"official/float32", f"eager/float32/{attention}", "onnx-int8/float32"} <= labels
+    assert {(m, b) for m, b, _ in rows} == {(m, b) for m in ("forward", "track") for b in (1, 2)}
+    assert r["gflop_per_frame"] > 0
+    fwd = rows[("forward", 2, f"eager/float32/{attention}")]
+    assert fwd["max_box_diff_vs_fp32"] == 0.0 and fwd["fps_med"] > 0
+    assert rows[("forward", 2, "onnx-int8/float32")]["max_box_diff_vs_fp32"] is not None
+
+
 def test_compare_mode(result_path, tmp_path, capsys):
     a = json.loads(result_path.read_text())
     b = json.loads(result_path.read_text())

@@ -301,3 +301,23 @@ def test_memory_api_errors(model):
         tracker.memory("nope")
     with pytest.raises(ValueError, match="length must be >= 1"):
         tracker.set_sequence_length("s", 0)
+
+
+@pytest.mark.parametrize("runtime,options,atol", [("eager", {"attention": "auto"}, 1e-4), ("onnx", {}, 1e-3),
+                                                  ("int8", {}, 0.5)])
+def test_runtimes_track_spmtrack_like_the_model(model, runtime, options, atol):
+    # the state token goes through the runtime as the fourth positional input (zeros on the first frame, which
+    # the model as written gets as None: 0 + track_query + query_embed is exact)
+    frames, init = _video(8, 1)
+    plain = lorat.Tracker(model, TrackConfig(**F32, copy_model=True))
+    fast = lorat.Tracker(model, TrackConfig(**F32, copy_model=True, runtime=runtime, runtime_options=options))
+    assert fast.runtime is not None and fast.runtime.name == runtime
+    for t in (plain, fast):
+        t.initialize(frames[0], init)
+    for f in frames[1:]:
+        (b1, s1), (b2, s2) = plain.track(f), fast.track(f)
+        np.testing.assert_allclose(b2, b1, atol=atol)  # pixels (int8: a few tenths on this tiny model)
+        assert s2 == pytest.approx(s1, abs=atol)
+    sid = next(iter(fast.states))
+    torch.testing.assert_close(fast.state_tokens.get(sid).float(), plain.state_tokens.get(sid).float(),
+                               rtol=0.05 if runtime == "int8" else 1e-4, atol=0.05 if runtime == "int8" else 1e-4)

@@ -233,9 +233,9 @@ def _tracker_for(rt: Runtime, device: torch.device, batch: int, seed: int):
 # ============================================================================ the run
 def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
     """Run the benchmark described by ``cfg``; returns the JSON-ready result (see the module docstring)."""
-    from .export import example_inputs
     from .hub import load_checkpoint
     from .models.registry import create_model
+    from .runtime_onnx import example_inputs_for
 
     cfg.validate()
     device = resolve_device(cfg.device)
@@ -243,7 +243,9 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
     model = (load_checkpoint(cfg.checkpoint, name=cfg.preset, **cfg.overrides) if cfg.checkpoint
              else create_model(cfg.preset, **cfg.overrides))
     info = machine_info(device)
-    gflop = count_gflop(model, example_inputs(model, 1))
+    gflop = count_gflop(model, example_inputs_for(model, 1))
+    # the model's own inputs (LoRAT: z, x, z_feat_mask; OSTrack / LoReTrack: template, search)
+    batch_inputs = {b: example_inputs_for(model, b, seed=cfg.seed + b) for b in cfg.batches}
     variants, skipped = _build_variants(model, cfg, device)
     del model
     precs = {_peak_key(v.runtime, v.precision) for v in variants}
@@ -252,7 +254,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
         ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()) + f"; {len(variants)} variants")
     rows = []
     for batch in cfg.batches:
-        inputs = tuple(t.to(device) for t in _inputs(variants[0].fn, batch, cfg.seed + batch))
+        inputs = tuple(t.to(device) for t in batch_inputs[batch])
         for mode in cfg.modes:
             calls: dict[str, Any] = {}
             for v in variants:
@@ -270,7 +272,7 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
                 v.first_call_s.setdefault(batch, time.perf_counter() - t0)
                 calls[v.label]()
                 if mode == "forward":
-                    diffs[v.label] = v.fn(*inputs)["boxes"].float().cpu()
+                    diffs[v.label] = _boxes(v.fn(*inputs)).float().cpu()
             times: dict[str, list[float]] = {v.label: [] for v in variants}
             for _ in range(cfg.rounds):
                 for v in variants:
@@ -310,13 +312,12 @@ def run_bench(cfg: BenchConfig, log=print) -> dict[str, Any]:
     return result
 
 
-def _inputs(rt: Runtime, batch: int, seed: int) -> tuple[torch.Tensor, ...]:
-    from .export import example_inputs
-
-    class _Geometry:  # example_inputs only reads .cfg
-        cfg = rt.cfg
-
-    return example_inputs(_Geometry(), batch, seed=seed)
+def _boxes(out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The box output of a forward: LoRAT's ``boxes`` (B,H,W,4), OSTrack's ``pred_boxes`` (B,1,4)."""
+    for key in ("boxes", "pred_boxes"):
+        if key in out:
+            return out[key]
+    raise KeyError(f"the model's outputs {sorted(out)} have no boxes or pred_boxes")
 
 
 def _add_ratios(rows: list[dict], cfg: BenchConfig, device: torch.device) -> None:

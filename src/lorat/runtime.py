@@ -42,7 +42,9 @@ Attention (``attention=``): ``sdpa`` is ``F.scaled_dot_product_attention`` as th
 ``manual`` is ``softmax(q k^T / sqrt(d)) v`` with two batched matmuls. On CPU, torch's flash-attention
 kernel computes bf16 as fast as fp32 only, so at 224 inputs (320 tokens) the manual form is faster in
 bf16, while at 378 inputs (925 tokens) the N^2 score matrix makes it memory-bound and slower. ``auto``
-(:func:`choose_attention`) picks by device, precision and token count.
+(:func:`choose_attention`) picks by device, precision and token count. A model without LoRAT's ViT attention
+(OSTrack / LoReTrack, whose timm-style attention is explicit matmuls already) keeps its own, reported as
+``attention="model"``.
 
 Precision names follow :mod:`lorat.device` (``auto``: fp16 autocast on CUDA, bf16 on CPUs with native bf16
 instructions, float32 otherwise).
@@ -213,7 +215,11 @@ class TorchRuntime(Runtime):
         if attention not in ATTENTIONS:
             raise ValueError(f"attention={attention!r}; expected one of {', '.join(ATTENTIONS)}")
         kind = choose_attention(device, precision, _token_count(model)) if attention == "auto" else attention
-        if use_attention(model, kind) == 0 and kind == "manual":
+        from .models.vit import Attention
+
+        if not any(isinstance(m, (Attention, ManualAttention)) for m in model.modules()):
+            kind = "model"  # its own attention (OSTrack's timm-style matmuls): nothing to choose
+        elif use_attention(model, kind) == 0 and kind == "manual":
             kind = "sdpa"  # nothing to switch (unmerged LoRA attention): it keeps SDPA
         self.attention = kind
         weights = str(self.param_dtype).replace("torch.", "")
@@ -252,11 +258,12 @@ class TorchRuntime(Runtime):
         else:
             self.fn = model
 
-    def __call__(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, *inputs: torch.Tensor | None) -> dict[str, torch.Tensor]:
         dt = self.param_dtype
-        # Float inputs (crops) to the weights' dtype, integer ones (masks) only moved.
-        inputs = tuple(t.to(self.device, dt if t.is_floating_point() else t.dtype, non_blocking=True)
-                       for t in inputs)
+        # Float inputs (crops) to the weights' dtype, integer ones (masks) only moved; None (an optional input
+        # the model fills itself, e.g. SPMTrack's state on a first frame) passes through.
+        inputs = tuple(t if t is None else t.to(self.device, dt if t.is_floating_point() else t.dtype,
+                                                non_blocking=True) for t in inputs)
         ctx = (torch.autocast(self.device.type, dtype=PRECISIONS[self.precision]) if self.autocast
                else contextlib.nullcontext())
         # Compiled graphs with freezing need grad mode off; inference tensors are not accepted by dynamo

@@ -85,8 +85,12 @@ def export_model_onnx(model: nn.Module, path: str | os.PathLike, opset: int = 17
     fold_lora(plain)
     if fuse:
         fuse_for_inference(plain)
-    names = forward_input_names(plain)
     inputs = example_inputs_for(plain)
+    # one graph input per example input, named by forward's positional parameters (optional ones included:
+    # SPMTrack's state)
+    params = inspect.signature(plain.forward).parameters.values()
+    names = [p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                                  inspect.Parameter.POSITIONAL_OR_KEYWORD)][:len(inputs)]
     with torch.no_grad():
         out = plain(*inputs)
     keys = [k for k, v in out.items() if isinstance(v, torch.Tensor)]

@@ -147,6 +147,21 @@ class SPMTrack(LoRAT):
         tok = tok + self.template_pos() + self.token_type_embed[z_feat_mask.flatten(0, 1).flatten(1).long()]
         return tok.reshape(B, T * tok.shape[1], -1)
 
+    def example_inputs(self, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """Random inputs of one tracking step: ``(z (B,T,3,Hz,Wz), z_feat_mask (B,T,hz,wz), x, state (B,C))``.
+
+        ``num_templates`` templates with a centred square foreground mask and a zero state (a first frame: the
+        query token is then ``track_query + query_embed``); what ``lorat bench`` and the runtimes feed.
+        """
+        cfg = self.cfg
+        g = torch.Generator().manual_seed(seed)
+        T, hz, t = cfg.num_templates, cfg.template_feat, cfg.template_size
+        z = torch.randn(batch, T, 3, t, t, generator=g)
+        x = torch.randn(batch, 3, cfg.search_size, cfg.search_size, generator=g)
+        mask = torch.zeros(batch, T, hz, hz, dtype=torch.long)
+        mask[..., hz // 4: hz - hz // 4, hz // 4: hz - hz // 4] = 1
+        return z, mask, x, torch.zeros(batch, cfg.embed_dim)
+
     def forward(self, z: torch.Tensor, z_feat_mask: torch.Tensor, x: torch.Tensor,
                 state: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """One search frame.

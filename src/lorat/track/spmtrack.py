@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from .. import boxes as bx
+from ..models.spmtrack import SPMTrack
 from .spmtrack_memory import (
     SCHEDULES,
     ReferenceMemory,
@@ -178,7 +179,11 @@ class SPMTrackTracker(Tracker):
         z, z_mask = templates
         ids = [st.seq_id for st in states]
         prev = self.state_tokens.batch(ids)
-        out = self.run_model(z, z_mask, x, state=prev)
+        if prev is None and (self.runtime is not None or not isinstance(self.model, SPMTrack)):
+            # no sequence has a state yet: the model as written takes None, a runtime (an ONNX graph has a fixed
+            # input list, also behind lorat.runtime.as_module) gets zeros, which are exact (0 + track_query + ...)
+            prev = torch.zeros(x.shape[0], self.model.cfg.embed_dim, device=x.device, dtype=x.dtype)
+        out = self.run_model(z, z_mask, x, prev)  # positional: a runtime takes the inputs positionally only
         self.state_tokens.update(ids, out["state"])
         return out
 
