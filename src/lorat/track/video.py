@@ -283,13 +283,19 @@ class TrackRun:
 
 
 def track_source(tracker, source: FrameSource, box_xywh: Sequence[float], output: str | os.PathLike | None,
-                 write_video: bool = True, max_frames: int | None = None, progress: bool = True) -> TrackRun:
+                 write_video: bool = True, max_frames: int | None = None, progress: bool = True,
+                 background_io: bool = True) -> TrackRun:
     """Track the object given by ``box_xywh`` in frame 0 of ``source`` through all its frames.
 
     Writes the files described in the module docstring to ``output`` (nothing when ``output`` is None).
-    A Ctrl-C stops early, saves what was tracked and re-raises KeyboardInterrupt.
+    A Ctrl-C stops early, saves what was tracked and re-raises KeyboardInterrupt. ``background_io``: decode
+    the next frames and draw / encode the annotated video in two threads beside the tracker
+    (:mod:`lorat.track.background`; a webcam is read one frame ahead only, to keep its latency); the results
+    are the same either way.
     """
     from tqdm.auto import tqdm
+
+    from .background import BackgroundWriter, Prefetcher
 
     run = TrackRun()
     out_dir = Path(output) if output is not None else None
@@ -301,8 +307,14 @@ def track_source(tracker, source: FrameSource, box_xywh: Sequence[float], output
     total = source.num_frames if max_frames is None else min(max_frames, source.num_frames or max_frames)
     bar = tqdm(total=total, unit="frame", desc=f"track {source.name}", disable=not progress, dynamic_ncols=True)
     smoothed = None  # exponential moving average of the per-frame tracker time
+    frames = Prefetcher(source, depth=1 if isinstance(source, WebcamSource) else 4) if background_io else source
+
+    def draw_and_write(frame: np.ndarray, box: np.ndarray, score: float, fps: float | None) -> None:
+        writer.write(draw_tracking(frame, box, score, fps))
+
+    behind = BackgroundWriter(draw_and_write) if background_io and writer is not None else None
     try:
-        for i, frame in enumerate(source):
+        for i, frame in enumerate(frames):
             if max_frames is not None and i >= max_frames:
                 break
             t0 = time.perf_counter()
@@ -318,19 +330,31 @@ def track_source(tracker, source: FrameSource, box_xywh: Sequence[float], output
             if i > 0:
                 smoothed = dt if smoothed is None else 0.9 * smoothed + 0.1 * dt
             fps = 1.0 / smoothed if smoothed else None
-            if writer is not None:
-                writer.write(draw_tracking(frame, box, score, fps))
+            if behind is not None:
+                behind.submit(frame, box, score, fps)
+            elif writer is not None:
+                draw_and_write(frame, box, score, fps)
             bar.update(1)
             if fps is not None:
                 bar.set_postfix(fps=f"{fps:.1f}", score=f"{score:.2f}", refresh=False)
     except KeyboardInterrupt:
         run.interrupted = True
     except BaseException:
+        if behind is not None:
+            behind.abandon()
         if writer is not None:
             writer.abort()
         raise
     finally:
         bar.close()
+        if isinstance(frames, Prefetcher):
+            frames.close()
+    if behind is not None:
+        try:
+            behind.close()  # the frames tracked so far reach the video, also after a Ctrl-C
+        except BaseException:
+            writer.abort()
+            raise
     if out_dir is not None and run.boxes:
         if writer is not None:
             writer.close()
