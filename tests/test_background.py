@@ -71,6 +71,8 @@ def test_background_writer_runs_every_call_in_order_and_reports_errors():
     with pytest.raises(OSError, match="disk full"):
         w.close()
     assert seen == [0, 1, 2]  # calls after the failure are dropped
+    with pytest.raises(OSError, match="disk full"):
+        w.submit(7)  # and stay dropped: the error is raised again
 
     w = BackgroundWriter(lambda i: seen.append(i))
     w.abandon()

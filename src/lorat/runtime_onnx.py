@@ -7,9 +7,10 @@ returned dict, in the dict's order (LoRAT: ``score_map``, ``boxes``; OSTrack: ``
 ``offset_map``, ``pred_boxes``, ``opt_feat``). The batch dimension is dynamic. LoRAT files written by
 ``lorat export`` have exactly these names, so either can be passed as ``onnx_path``.
 
-Example inputs (:func:`example_inputs_for`) come from ``model.example_inputs(batch)`` when the model has
-one, else from the geometry in ``model.cfg``: three inputs are LoRAT's (``lorat.export.example_inputs``),
-two are ``(template (B,3,T,T), search (B,3,S,S))`` random crops.
+Example inputs (:func:`example_inputs_for`) come from ``model.example_inputs(batch, seed=...)`` when the model
+has one (SPMTrack: templates, masks, search crop and a zero state), else from the geometry in ``model.cfg``:
+three inputs are LoRAT's (``lorat.export.example_inputs``), two are ``(template (B,3,T,T), search (B,3,S,S))``
+random crops.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def forward_input_names(model: nn.Module) -> list[str]:
 def example_inputs_for(model: nn.Module, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Random model inputs of ``model``'s geometry (see the module docstring)."""
     if hasattr(model, "example_inputs"):
-        return tuple(model.example_inputs(batch))
+        return tuple(model.example_inputs(batch, seed=seed))
     names = forward_input_names(model)
     cfg = getattr(model, "cfg", None)
     if cfg is None:

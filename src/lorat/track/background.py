@@ -96,9 +96,9 @@ class Prefetcher:
 class BackgroundWriter:
     """Run ``write(*args)`` for each :meth:`submit` in a daemon thread, in order, with up to ``depth`` queued.
 
-    :meth:`close` waits until every submitted call has run; an exception raised by ``write`` is raised by the
-    next :meth:`submit` or by :meth:`close`, and later calls are dropped. :meth:`abandon` drops what is
-    queued and stops the thread (for an error path whose output is thrown away anyway).
+    :meth:`close` waits until every submitted call has run. Once ``write`` has raised, every later call is
+    dropped and the exception is raised by each :meth:`submit` and by :meth:`close`. :meth:`abandon` drops
+    what is queued and stops the thread (for an error path whose output is thrown away anyway).
     """
 
     def __init__(self, write: Callable[..., None], depth: int = 8) -> None:
@@ -124,8 +124,7 @@ class BackgroundWriter:
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+            raise self._error
 
     def submit(self, *args: Any) -> None:
         """Queue ``write(*args)`` (waits while ``depth`` calls are queued)."""
@@ -139,8 +138,7 @@ class BackgroundWriter:
         self._raise_if_failed()
 
     def abandon(self) -> None:
-        """Drop the queued calls and stop the thread; errors of ``write`` are dropped too."""
+        """Drop the queued calls and stop the thread; an error of ``write`` is not raised."""
         self._abandoned.set()
         self._queue.put(_END)
         self._thread.join()
-        self._error = None
