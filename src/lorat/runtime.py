@@ -232,12 +232,13 @@ class TorchRuntime(Runtime):
         else:
             model.to(device=device, dtype=self.param_dtype)
         # oneDNN-prepacked linears (eager on CPU, prepared path): x1.3 (bf16) to x2 (fp32) on the GEMMs.
-        packable = name == "eager" and merge_lora and not self.autocast
-        if pack and not (packable and packing_supported(self.param_dtype, device)):
+        can_pack = (name == "eager" and merge_lora and not self.autocast
+                    and packing_supported(self.param_dtype, device))
+        if pack and not can_pack:
             raise ValueError(f"pack=True needs the eager runtime's prepared path on CPU in float32 or native bfloat16; "
                              f"got runtime {name!r}, precision {precision}, device {device}, merge_lora={merge_lora}")
         if pack is None:
-            pack = packable and packing_supported(self.param_dtype, device)
+            pack = can_pack
         n_packed = pack_linears(model, self.param_dtype) if pack else 0
         self.model = model
         self.info = {"merged_lora": merged or not has_lora(model), "autocast": self.autocast, "weights": weights,
