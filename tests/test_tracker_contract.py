@@ -241,6 +241,13 @@ def test_auto_precision_on_cuda_is_fp16_autocast(monkeypatch):
     assert "official" in describe_precision("auto", "float16", device)
 
 
+def test_onnx_runtime_precision_line_names_the_runtime():
+    # The ONNX runtimes run float32 on any CPU: the line must not blame the CPU for it.
+    line = describe_precision("auto", "float32", torch.device("cpu"), "onnx-int8")
+    assert line == "float32 (auto: the onnx-int8 runtime runs float32)"
+    assert "CPU" in describe_precision("auto", "float32", torch.device("cpu"))
+
+
 @pytest.mark.parametrize("alias,canonical", [("fp32", "float32"), ("none", "float32"), ("bf16", "bfloat16"),
                                              ("FP16", "float16"), ("auto", "auto")])
 def test_precision_vocabulary(alias, canonical):

@@ -135,12 +135,17 @@ class TrackConfig:
 
 
 # ============================================================================ device / precision / model
-def describe_precision(requested: str, precision: str, device: torch.device) -> str:
-    """One line saying which precision runs and why, e.g. ``bfloat16 (auto: CPU with native bf16), weights cast``."""
+def describe_precision(requested: str, precision: str, device: torch.device, runtime: str = "eager") -> str:
+    """One line saying which precision runs and why, e.g. ``bfloat16 (auto: CPU with native bf16), weights cast``.
+
+    ``runtime``: the runtime's name; the ONNX runtimes run float32 whatever the CPU, which the line says.
+    """
     how = "" if precision == "float32" else (", autocast" if device.type == "cuda" else ", weights cast")
     if canonical_precision(requested) != "auto":
         return f"{precision}{how}"
-    if device.type == "cuda":
+    if runtime.startswith("onnx"):
+        why = f"the {runtime} runtime runs float32"
+    elif device.type == "cuda":
         why = "CUDA, as the official evaluation"
     elif precision == "bfloat16":
         why = "CPU with native bf16"
@@ -353,7 +358,7 @@ class Tracker:
             rt = self.runtime.describe()
             how = ", ".join([rt["runtime"]] + [f"{k} {rt[k]}" for k in ("attention", "weights") if rt.get(k)])
         return (f"tracker {type(self).__name__} on {self.device}: precision "
-                f"{describe_precision(self.cfg.dtype, self.precision, self.device)}; runtime {how}")
+                f"{describe_precision(self.cfg.dtype, self.precision, self.device, self.cfg.runtime)}; runtime {how}")
 
     # ------------------------------------------------------------------ single sequence
     def initialize(self, image: np.ndarray, box_xywh: Sequence[float]) -> None:
