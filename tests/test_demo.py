@@ -3,10 +3,22 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+import pytest
+import torch
+
 from lorat.cli import main
-from lorat.demo import DEMO_MODEL, OFFICIAL_LABEL, DemoPlan, run_demo_pipeline
+from lorat.demo import (
+    DEMO_MODEL,
+    OFFICIAL_LABEL,
+    SHIPPED_PRETRAINED,
+    DemoPlan,
+    export_pretrained,
+    run_demo_pipeline,
+    shipped_pretrained,
+)
 from lorat.demo_peers import OPENCV_PEERS
-from lorat.hub import load_checkpoint
+from lorat.hub import load_checkpoint, read_state_file, save_checkpoint
 from lorat.track.tracker import TrackConfig, Tracker
 
 
@@ -28,8 +40,12 @@ def test_demo_quick_end_to_end_and_resume(tmp_path, capsys):
         assert (out / rel).is_file(), rel
     assert list(out.glob("*.mp4")), "annotated video missing"
     assert json.loads((out / "results.json").read_text())["auc"] == numbers["auc"]
+    # the shipped stand-in was used: no domain-A data, no pretraining stage, its recipe in the report
+    assert not (out / "data" / "domain_A").exists() and not (out / "pretrain_A" / "summary.json").exists()
+    assert numbers["pretrain"]["offline"] is True and "pretrain_A" not in numbers["steps"]
+    assert "shipped with the package" in report
     # every stage trained with the demo's augmentation overrides, recorded in its training record
-    for stage in ("pretrain_A", "lora_B", "full_B"):
+    for stage in ("lora_B", "full_B"):
         record = json.loads((out / stage / "train_config.json").read_text())
         assert record["train"]["augment"] == list(DemoPlan.quick().augment), stage
         assert record["train"]["augment"] == ["deit3=false", "translation_jitter=1.0"], stage
@@ -42,5 +58,71 @@ def test_demo_quick_end_to_end_and_resume(tmp_path, capsys):
     capsys.readouterr()
     assert main(["demo", "--quick", "--output", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("already trained") == 3
+    assert printed.count("already trained") == 2
     assert f"report: {out / 'report.md'}" in printed
+
+
+def test_demo_pretrain_inside_the_run(tmp_path, capsys):
+    # --pretrain: the stand-in is trained on generated domain-A data within the run, with the demo's recipe
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--pretrain", "--output", str(out)]) == 0
+    numbers = json.loads((out / "results.json").read_text())
+    assert numbers["pretrain"]["offline"] is False and numbers["steps"]["pretrain_A"] == DemoPlan.quick().pretrain_steps
+    record = json.loads((out / "pretrain_A" / "train_config.json").read_text())
+    assert record["train"]["augment"] == ["deit3=false", "translation_jitter=1.0"]
+    assert record["model"]["peft"] == "full" and record["model"]["embed_dim"] == DEMO_MODEL.embed_dim
+    assert "inside this run" in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["demo", "--quick", "--pretrain", "--output", str(out)]) == 0
+    assert capsys.readouterr().out.count("already trained") == 3
+    # the finished stages adapted this stand-in: the shipped one may not be mixed into the same folder
+    assert main(["demo", "--quick", "--output", str(out)]) == 1
+    assert "rerun it with --pretrain, or pass another --output" in capsys.readouterr().err
+
+
+def test_shipped_pretrained_model_fits_the_demo_and_says_how_it_was_made():
+    path, recipe = shipped_pretrained()
+    assert path == SHIPPED_PRETRAINED
+    assert recipe["steps"] > 0 and recipe["batch_size"] > 0 and recipe["sequences"] > 0
+    model = load_checkpoint(path)
+    assert model.cfg.embed_dim == DEMO_MODEL.embed_dim and model.cfg.search_area_factor == 3.0
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # float16 on disk, float32 in the model
+    tensors, _ = read_state_file(path)
+    assert {t.dtype for t in tensors.values()} == {torch.float16}
+
+
+def test_shipped_pretrained_problems_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--pretrain"):
+        shipped_pretrained(tmp_path / "missing.safetensors")
+    model = load_checkpoint(SHIPPED_PRETRAINED)
+    plain = tmp_path / "plain.safetensors"
+    save_checkpoint(model, plain)  # a lorat checkpoint without the recipe header
+    with pytest.raises(ValueError, match="demo_recipe"):
+        shipped_pretrained(plain)
+    other = load_checkpoint(SHIPPED_PRETRAINED, search_area_factor=4.0)
+    save_checkpoint(other, tmp_path / "other_full.safetensors")
+    export_pretrained(tmp_path / "other_full.safetensors", tmp_path / "other.safetensors", {"steps": 1})
+    with pytest.raises(ValueError, match="search_area_factor=4.0"):
+        shipped_pretrained(tmp_path / "other.safetensors")
+
+
+def test_shipped_pretrained_model_tracks_unseen_domain_a_sequences(tmp_path):
+    # The shipped file is a trained tracker, not a placeholder: on domain-A sequences of a seed it was not
+    # trained on, its mean IoU is far above that of repeating the first box.
+    from lorat.data.datasets import load_benchmark
+    from lorat.data.images import read_image
+    from lorat.data.synthetic import SyntheticConfig, make_synthetic_benchmark
+    from lorat.eval.metrics import iou_xywh
+
+    make_synthetic_benchmark(tmp_path / "A", SyntheticConfig(domain="A", seed=77, frames_per_sequence=30),
+                             num_train=0, num_val=4)
+    tracker = Tracker(load_checkpoint(SHIPPED_PRETRAINED), TrackConfig(device="cpu", size_lr=0.15, verbose=False))
+    tracked, first = [], []
+    for s in load_benchmark("got10k_val", tmp_path / "A"):
+        tracker.initialize(read_image(s.frames[0]), s.boxes[0])
+        boxes = np.array([tracker.track(read_image(f))[0] for f in s.frames[1:]])
+        gt = s.boxes[1:]
+        ok = np.isfinite(gt).all(1) & (gt[:, 2] > 0)
+        tracked.append(iou_xywh(boxes[ok], gt[ok]).mean())
+        first.append(iou_xywh(np.repeat(s.boxes[:1], ok.sum(), axis=0), gt[ok]).mean())
+    assert np.mean(tracked) > np.mean(first) + 0.15, (tracked, first)
