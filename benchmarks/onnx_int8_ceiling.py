@@ -4,8 +4,9 @@ Usage::
 
     python benchmarks/onnx_int8_ceiling.py --markdown benchmarks/onnx_int8_ceiling.md
 
-Three measurements in one run, each an onnxruntime session with 2 intra-op threads and the library's dynamic
-int8 quantisation (``lorat.runtime_onnx.quantize_int8``), random weights:
+Three measurements in one run, each an onnxruntime session with 2 intra-op threads (thread spinning off, as
+the sessions are interleaved) and the library's dynamic int8 quantisation
+(``lorat.runtime_onnx.quantize_int8``), random weights:
 
 1. each of the four ViT-B GEMM shapes of one block at the 128 geometry's 80 tokens (qkv 768->2304, proj
    768->768, fc1 768->3072, fc2 3072->768), alone in a graph: its time and GOP/s (2 x M x K x N);
@@ -44,11 +45,11 @@ def timed(session, feeds: dict, calls: int) -> list[float]:
     return out
 
 
-def _save(path: Path, nodes: list, inits: list, outputs: list[str]) -> Path:
+def _save(path: Path, nodes: list, inits: list, outputs: list[str], k: int = 768) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph(nodes, "gemms", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [TOKENS, 768])],
+    graph = helper.make_graph(nodes, "gemms", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [TOKENS, k])],
                               [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
@@ -59,7 +60,7 @@ def single_gemm_graph(path: Path, k: int, n: int, seed: int = 0) -> Path:
     from onnx import helper, numpy_helper
 
     w = numpy_helper.from_array((0.03 * np.random.default_rng(seed).standard_normal((k, n))).astype(np.float32), "w")
-    return _save(path, [helper.make_node("MatMul", ["x", "w"], ["y"])], [w], ["y"])
+    return _save(path, [helper.make_node("MatMul", ["x", "w"], ["y"])], [w], ["y"], k)
 
 
 def block_gemms_graph(path: Path, blocks: int, seed: int = 0) -> Path:
@@ -89,6 +90,9 @@ def session(path: Path, threads: int):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # six sessions are interleaved: a session's worker threads spinning after its run would steal the cores
+    # from the next one, so spinning is off (as in the library's interleaved benchmarks)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
@@ -105,10 +109,11 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="int8-ceiling-"))
     sess: dict[str, tuple[object, dict]] = {}
-    x = {"x": np.random.default_rng(1).standard_normal((TOKENS, 768)).astype(np.float32)}
+    rng = np.random.default_rng(1)
     for name, shape in SHAPES.items():
         q = quantize_int8(single_gemm_graph(tmp / f"{name}.onnx", *shape), tmp / f"{name}.int8.onnx")
-        sess[name] = (session(q, a.threads), x)
+        sess[name] = (session(q, a.threads), {"x": rng.standard_normal((TOKENS, shape[0])).astype(np.float32)})
+    x = {"x": rng.standard_normal((TOKENS, 768)).astype(np.float32)}
     q = quantize_int8(block_gemms_graph(tmp / "chain.onnx", 12), tmp / "chain.int8.onnx")
     sess["48 GEMMs (12 blocks)"] = (session(q, a.threads), x)
     model = lorat.create_model("loretrack-b-128").eval()

@@ -411,7 +411,7 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pretrain", action="store_true",
                    help="pretrain the stand-in foundation model on domain A inside the run instead of using the "
-                        "shipped one (DemoPlan.pretrain_steps steps, ~3-4 min more)")
+                        "shipped one (DemoPlan.pretrain_steps steps, ~4-5 min more on 2 cores)")
 
 
 def run_demo(args: argparse.Namespace) -> int:
