@@ -60,6 +60,10 @@ def test_demo_quick_end_to_end_and_resume(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.count("already trained") == 2
     assert f"report: {out / 'report.md'}" in printed
+    # --pretrain on this folder is refused before any work (no domain-A data generated)
+    assert main(["demo", "--quick", "--pretrain", "--output", str(out)]) == 1
+    assert "rerun it without --pretrain" in capsys.readouterr().err
+    assert not (out / "data" / "domain_A").exists()
 
 
 def test_demo_pretrain_inside_the_run(tmp_path, capsys):

@@ -244,6 +244,7 @@ def run_demo_pipeline(out: Path, plan: DemoPlan, seed: int = 0) -> dict:
     t_start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    _check_stand_in(out, plan.pretrain)  # before any work: a folder of the other stand-in is refused at once
     data_a, data_b = out / "data" / "domain_A", out / "data" / "domain_B"
     print("[demo] 1/5 generating synthetic sequences (GOT-10k layout)")
     if plan.pretrain:
@@ -263,7 +264,6 @@ def run_demo_pipeline(out: Path, plan: DemoPlan, seed: int = 0) -> dict:
         recipe = {**recipe, "offline": True}
         print(f"[demo] 2/5 the stand-in for DINOv2: the shipped domain-A model ({recipe.get('steps')} steps of "
               f"{recipe.get('batch_size')} pairs, pretrained offline; --pretrain redoes it in the run)")
-    _check_stand_in(out, plan.pretrain)
     backbone = out / "pretrain_A" / "backbone_dinov2_layout.safetensors"
     if not backbone.is_file():
         export_dinov2(load_checkpoint(pre_model), backbone)
