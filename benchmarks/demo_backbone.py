@@ -41,9 +41,9 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     data = a.output / "data" / "domain_A"
-    if not (data / "train" / "list.txt").is_file():
-        make_synthetic_benchmark(data, SyntheticConfig(domain="A", seed=a.seed, frames_per_sequence=a.frames),
-                                 num_train=a.sequences, num_val=0)
+    # resumable: finished sequences are kept on a rerun
+    make_synthetic_benchmark(data, SyntheticConfig(domain="A", seed=a.seed, frames_per_sequence=a.frames),
+                             num_train=a.sequences, num_val=0)
     plan = DemoPlan(train_a=a.sequences, frames=a.frames, pretrain_steps=a.steps, batch_size=a.batch)
     t0 = time.perf_counter()
     summary = _train_stage("pretrain_A", a.output, plan, a.steps, data, {"peft": "full"}, None, lr=a.lr)
