@@ -5,15 +5,20 @@ Usage::
     python benchmarks/demo_backbone.py --output /tmp/demo_backbone --steps 15000
     python benchmarks/demo_backbone.py --output /tmp/demo_backbone --steps 15000 \
         --export src/lorat/assets/demo_pretrained_A.safetensors
+    # a second stage: continue from a stand-in's backbone (its head is trained anew) on more sequences
+    python benchmarks/demo_backbone.py --output /tmp/demo_backbone2 \
+        --init src/lorat/assets/demo_pretrained_A.safetensors --sequences 1800 --steps 12000 --lr 5e-4 \
+        --export /tmp/demo_pretrained_A.safetensors
 
 LoRAT adapts a foundation model (DINOv2) that was pretrained elsewhere, for far longer than any tracking run.
 ``lorat demo`` used to pretrain its stand-in inside its own 10-minute budget (1000 steps, ~3.4 min), which made
 the demo's backbone, not LoRAT, the limit. This script is the stand-in's offline pretraining: the demo's model
 (:data:`lorat.demo.DEMO_MODEL`) trained with full fine-tuning on domain A only (seed ``--seed``, 1000 by default:
 no seed the demo or its held-out sets use), with the demo's augmentation, for ``--steps`` steps of
-``--batch`` pairs, resumable (rerun the same command after an interruption). ``--export`` writes the final
-model as float16 safetensors (the tracker: backbone, token types and head), which is the file the package
-ships and ``lorat demo`` starts from. Domain B, on which the demo adapts and tests, is never seen here.
+``--batch`` pairs (from scratch, or from the backbone of an earlier stand-in with ``--init``), resumable
+(rerun the same command after an interruption). ``--export`` writes the final model as float16 safetensors
+(the tracker: backbone, token types and head), which is the file the package ships and ``lorat demo`` starts
+from. Domain B, on which the demo adapts and tests, is never seen here.
 """
 from __future__ import annotations
 
@@ -37,6 +42,8 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=60)
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from this stand-in's backbone (a file --export wrote); the head is trained anew")
     p.add_argument("--export", type=Path, default=None, help="write the final model here (float16 safetensors)")
     a = p.parse_args()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
@@ -44,9 +51,19 @@ def main() -> None:
     # resumable: finished sequences are kept on a rerun
     make_synthetic_benchmark(data, SyntheticConfig(domain="A", seed=a.seed, frames_per_sequence=a.frames),
                              num_train=a.sequences, num_val=0)
+    init, before = None, None
+    if a.init:
+        from lorat.demo import shipped_pretrained
+        from lorat.hub import export_dinov2, load_checkpoint
+
+        _, before = shipped_pretrained(a.init)  # checks the file against DEMO_MODEL, reads its recipe
+        init = a.output / "init_backbone_dinov2_layout.safetensors"
+        if not init.is_file():
+            a.output.mkdir(parents=True, exist_ok=True)
+            export_dinov2(load_checkpoint(a.init), init)
     plan = DemoPlan(train_a=a.sequences, frames=a.frames, pretrain_steps=a.steps, batch_size=a.batch)
     t0 = time.perf_counter()
-    summary = _train_stage("pretrain_A", a.output, plan, a.steps, data, {"peft": "full"}, None, lr=a.lr)
+    summary = _train_stage("pretrain_A", a.output, plan, a.steps, data, {"peft": "full"}, init, lr=a.lr)
     print(json.dumps({k: summary.get(k) for k in ("status", "step", "seconds", "trainable_params")}))
     print(f"{time.perf_counter() - t0:.0f} s")
     if a.export:
@@ -56,6 +73,8 @@ def main() -> None:
         recipe = {"steps": a.steps, "batch_size": a.batch, "sequences": a.sequences, "frames": a.frames,
                   "seed": a.seed, "lr": a.lr, "seconds": summary.get("seconds"), "final_loss": summary.get("loss"),
                   "augment": list(plan.augment), "script": "benchmarks/demo_backbone.py"}
+        if before is not None:
+            recipe["continued_from"] = before  # the earlier stage's recipe, whose backbone this run started from
         export_pretrained(a.output / "pretrain_A" / "model_final.safetensors", a.export, recipe)
         print(f"wrote {a.export}: {json.dumps(recipe)}")
 

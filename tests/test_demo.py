@@ -13,6 +13,7 @@ from lorat.demo import (
     OFFICIAL_LABEL,
     SHIPPED_PRETRAINED,
     DemoPlan,
+    _pretrain_phrase,
     export_pretrained,
     run_demo_pipeline,
     shipped_pretrained,
@@ -93,6 +94,17 @@ def test_shipped_pretrained_model_fits_the_demo_and_says_how_it_was_made():
     assert all(p.dtype == torch.float32 for p in model.parameters())  # float16 on disk, float32 in the model
     tensors, _ = read_state_file(path)
     assert {t.dtype for t in tensors.values()} == {torch.float16}
+
+
+def test_report_phrase_lists_every_pretraining_stage_of_a_continued_stand_in():
+    first = {"steps": 100, "batch_size": 8, "sequences": 10, "seconds": 120.0}
+    second = {"steps": 50, "batch_size": 16, "sequences": 30, "seconds": 60.0, "continued_from": first}
+    one = _pretrain_phrase({**first, "offline": True})
+    assert one.startswith("100 steps of 8 pairs from 10 sequences, 2 min") and "shipped" in one
+    both = _pretrain_phrase({**second, "offline": True})
+    assert both.startswith("100 steps of 8 pairs from 10 sequences, then 50 steps of 16 pairs from 30 sequences, "
+                           "3 min")
+    assert _pretrain_phrase({**first, "offline": False}) == "100 steps of 8 pairs from 10 sequences, inside this run"
 
 
 def test_shipped_pretrained_problems_are_named(tmp_path):

@@ -20,6 +20,7 @@ from lorat.hub import (
     load_checkpoint,
     load_dinov2,
     read_state_file,
+    read_state_metadata,
     save_checkpoint,
     timm_to_facebook,
 )
@@ -186,6 +187,28 @@ def test_truncated_pickle_missing_and_garbage_files(tmp_path, tiny_cfg):
         read_state_file(garbage)
     with pytest.raises(FileNotFoundError, match="nowhere.bin"):
         read_state_file(tmp_path / "nowhere.bin")
+
+
+def test_metadata_reader_reads_the_header_only_and_refuses_what_read_state_file_refuses(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_file({"w": torch.ones(3)}, str(path), metadata={"format": "lorat", "note": "x"})
+    assert read_state_metadata(path) == {"format": "lorat", "note": "x"}
+    # the tensors are not read: a file whose data bytes are garbage still gives its header
+    data = bytearray(path.read_bytes())
+    data[-12:] = b"\xff" * 12
+    path.write_bytes(bytes(data))
+    assert read_state_metadata(path)["note"] == "x"
+    torch.save({"w": torch.ones(2)}, tmp_path / "plain.pth")
+    assert read_state_metadata(tmp_path / "plain.pth") == {}
+    truncated = tmp_path / "t.safetensors"
+    truncated.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(CheckpointError, match="t.safetensors: truncated file"):
+        read_state_metadata(truncated)
+    (tmp_path / "evil.pkl").write_bytes(pickle.dumps({"w": 1}))
+    with pytest.raises(CheckpointError, match="evil.pkl: is a raw pickle file"):
+        read_state_metadata(tmp_path / "evil.pkl")
+    with pytest.raises(FileNotFoundError, match="nowhere.safetensors"):
+        read_state_metadata(tmp_path / "nowhere.safetensors")
 
 
 def test_backbone_passed_as_checkpoint_is_explained(tmp_path):

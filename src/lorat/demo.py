@@ -99,14 +99,14 @@ def shipped_pretrained(path: str | os.PathLike = SHIPPED_PRETRAINED) -> tuple[Pa
         FileNotFoundError: the file is missing (a source checkout without it): says how to make it.
         ValueError: its architecture or crop geometry differs from :data:`DEMO_MODEL`; names the field.
     """
-    from .hub import read_state_file
+    from .hub import read_state_metadata
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"the demo's pretrained model is missing: {path}. Reinstall lorat, run "
                                 "`lorat demo --pretrain` (pretrains inside the run), or make it with "
                                 "benchmarks/demo_backbone.py --export")
-    _, meta = read_state_file(path)
+    meta = read_state_metadata(path)  # the header only: the tensors are loaded once, by the stage that uses them
     try:
         cfg, recipe = json.loads(meta["config"]), json.loads(meta["demo_recipe"])
     except (KeyError, ValueError) as e:
@@ -374,9 +374,17 @@ def _markdown(n: dict, plots: list[Path], video: Path, strip: Path, out: Path, n
 
 
 def _pretrain_phrase(recipe: dict) -> str:
-    """How the stand-in was pretrained, for the report: steps, batch, sequences, minutes, offline or in the run."""
-    steps, batch, seqs, secs = (recipe.get(k) for k in ("steps", "batch_size", "sequences", "seconds"))
-    what = f"{steps} steps of {batch} pairs from {seqs} sequences"
+    """How the stand-in was pretrained, for the report: steps, batch, sequences, minutes, offline or in the run.
+
+    A stand-in continued from an earlier one (``continued_from`` in its recipe) lists every stage, first first.
+    """
+    stages, r = [], recipe
+    while isinstance(r, dict):
+        stages.insert(0, r)
+        r = r.get("continued_from")
+    what = ", then ".join(f"{s.get('steps')} steps of {s.get('batch_size')} pairs from {s.get('sequences')} sequences"
+                          for s in stages)
+    secs = sum(s.get("seconds") or 0 for s in stages)
     mins = f", {secs / 60:.0f} min on a 2-core CPU" if secs else ""
     if recipe.get("offline"):
         return (f"{what}{mins}, done once offline by benchmarks/demo_backbone.py and shipped with the package, as "

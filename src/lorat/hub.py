@@ -44,13 +44,35 @@ def read_state_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     non-weights (e.g. arbitrary pickle) file.
     """
     path = Path(path)
+    header = _safetensors_header(path)
+    if header is None:
+        return _read_torch(path), {}
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointError(f"{path}: cannot read safetensors data ({e})") from None
+    return tensors, dict(header.get("__metadata__") or {})
+
+
+def read_state_metadata(path: str | Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors weights file, read without its tensors; ``{}`` for a PyTorch file.
+
+    Same errors as :func:`read_state_file` for a missing, raw-pickle, truncated or corrupt-header file (a
+    PyTorch file is not opened: it has no metadata).
+    """
+    header = _safetensors_header(Path(path))
+    return {} if header is None else dict(header.get("__metadata__") or {})
+
+
+def _safetensors_header(path: Path) -> dict | None:
+    """The parsed safetensors header of ``path``, or None for a PyTorch zip file; CheckpointError otherwise."""
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(16)
     if head[:4] == b"PK\x03\x04":
-        return _read_torch(path), {}
+        return None
     if head[:1] == b"\x80":
         raise CheckpointError(f"{path}: is a raw pickle file; lorat never unpickles files "
                               "(save it with safetensors or torch.save instead)")
@@ -69,11 +91,7 @@ def read_state_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if 8 + header_len + end > size:
         raise CheckpointError(f"{path}: truncated file: header promises {8 + header_len + end} bytes, "
                               f"file has {size}")
-    try:
-        tensors = load_file(str(path))
-    except Exception as e:  # safetensors raises its own error types
-        raise CheckpointError(f"{path}: cannot read safetensors data ({e})") from None
-    return tensors, dict(header.get("__metadata__") or {})
+    return header
 
 
 def _read_torch(path: Path) -> dict[str, torch.Tensor]:

@@ -59,13 +59,11 @@ def checkpoint_arch(path: str | Path) -> str | None:
 
     Reads only the safetensors header, not the tensors.
     """
-    path = Path(path)
-    try:
-        from safetensors import safe_open
+    from .hub import read_state_metadata
 
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception:  # not safetensors (PyTorch zip, corrupt, ...): hub.load_checkpoint reports it
+    try:
+        meta = read_state_metadata(path)
+    except (OSError, ValueError):  # missing, corrupt, ...: hub.load_checkpoint reports it
         return None
     if meta.get("format") != "lorat":
         return None

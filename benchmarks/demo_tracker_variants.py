@@ -1,0 +1,172 @@
+"""Where the demo's LoRAT loses the target, and three test-time remedies measured on it.
+
+    PYTHONPATH=src python benchmarks/demo_tracker_variants.py losses DEMO_OUT
+    PYTHONPATH=src python benchmarks/demo_tracker_variants.py track MODEL TEST_ROOT [TEST_ROOT ...] \
+        --variant replace --threshold 0.6 --every 5
+
+``losses``: for each held-out sequence of a finished ``lorat demo`` folder, the mean IoU of the LoRAT row and
+of OpenCV's CSRT, the first frame of a run of 5 visible frames with IoU < 0.05 (the loss; -1: never) and the
+target's visible share (``cover.label``, 8 = fully visible) over the 8 frames before it: a loss with cover 8 is
+a distractor taking over a visible target, not an occlusion.
+
+``track``: the demo's tracker (``lorat.demo._track_config``: bf16, ``size_lr``) with one non-official change,
+scored like the report's LoRAT row on each ``TEST_ROOT`` (the ``val`` split of a GOT-10k-layout root):
+
+* ``replace``: a confident frame (score >= ``--threshold``, at most every ``--every`` frames) replaces the
+  template by a crop of its box (the one-template slot of LoRAT's model);
+* ``ensemble``: the frame-0 template is kept and such a frame refreshes a second one; both run in one batched
+  forward and their score maps are averaged in probability, ``(1 - mix) p0 + mix p1``, with each cell's box the
+  score-weighted mean of the two boxes;
+* ``scale_penalty``: SiamRPN's scale and aspect-change penalty ``exp(-k (r_c s_c - 1))`` on each cell's
+  probability before the window, against the state's size in the crop (``--k``; 0 = the demo's tracker).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import lorat.demo as demo
+from lorat import boxes as bx
+from lorat.data import transforms as T
+from lorat.data.datasets import load_benchmark
+from lorat.hub import load_checkpoint
+from lorat.track.decode import decode_prediction
+from lorat.track.tracker import Tracker
+
+OUT = Path("/tmp/demo_tracker_variants")
+
+
+class VariantTracker(Tracker):
+    """LoRAT's tracker with the module docstring's variants (set the class attributes before tracking)."""
+
+    variant, threshold, every, mix, k = "none", 0.6, 5, 0.5, 0.0
+
+    def new_state(self, image, box, seq_id):
+        st = super().new_state(image, box, seq_id)
+        st.extra.update(first=(st.z, st.z_mask), second=(st.z, st.z_mask), refreshed=0)
+        return st
+
+    def forward(self, templates, x, states):
+        if self.variant != "ensemble":
+            return super().forward(templates, x, states)
+        z = torch.stack([s.extra[k][0] for k in ("first", "second") for s in states])  # (2B, 3, Hz, Wz)
+        m = torch.stack([s.extra[k][1] for k in ("first", "second") for s in states])
+        out = self.run_model(z, torch.cat([x, x]), m)
+        n = x.shape[0]
+        p = out["score_map"].float().sigmoid()
+        p0, p1, b0, b1 = p[:n], p[n:], out["boxes"][:n].float(), out["boxes"][n:].float()
+        mean = ((1 - self.mix) * p0 + self.mix * p1).clamp(1e-6, 1 - 1e-6)
+        w0 = ((1 - self.mix) * p0 / mean)[..., None]
+        return {"score_map": torch.logit(mean), "boxes": w0 * b0 + (1 - w0) * b1}
+
+    def decode(self, outputs, crops, states):
+        if self.variant != "scale_penalty":
+            return super().decode(outputs, crops, states)
+        logits, boxes = outputs["score_map"].float(), outputs["boxes"].float()  # (B, H, W), (B, H, W, 4)
+        ws, hs = self.search_size
+        w = (boxes[..., 2] - boxes[..., 0]).clamp_min(1e-4) * ws
+        h = (boxes[..., 3] - boxes[..., 1]).clamp_min(1e-4) * hs
+        sizes = [(s.box[2:] - s.box[:2]) * np.asarray(c.scale).reshape(-1)[:2] for c, s in zip(crops, states)]
+        prior = torch.tensor(np.array(sizes), dtype=torch.float32, device=w.device).clamp_min(1e-3)  # (B, 2) crop px
+        pw, ph = prior[:, 0, None, None], prior[:, 1, None, None]
+
+        def padded(a, b):  # SiamRPN's size with context, sqrt((w + p)(h + p)), p = (w + h) / 2
+            return torch.sqrt((a + (a + b) / 2) * (b + (a + b) / 2))
+
+        def change(r):
+            return torch.maximum(r, 1 / r)
+
+        penalty = torch.exp(-self.k * (change(padded(w, h) / padded(pw, ph)) * change((pw / ph) / (w / h)) - 1))
+        p = (logits.sigmoid() * penalty).clamp(1e-6, 1 - 1e-6)
+        box_crop, _, idx = decode_prediction(torch.logit(p), boxes, self.window(logits.shape[-2:]),
+                                             self.cfg.window_penalty, self.search_size)
+        confidence = logits.sigmoid().flatten(1).gather(1, idx[:, None])[:, 0]  # un-penalised, as the official
+        box_crop = box_crop.double().cpu().numpy()
+        out = np.stack([bx.clip_to_image(T.boxes_from_crop(box_crop[i], c.scale, c.translation), *c.image_size)
+                        for i, c in enumerate(crops)])
+        return out, confidence.double().cpu().numpy()
+
+    def update(self, state, box, score, image):
+        super().update(state, box, score, image)
+        if self.variant not in ("replace", "ensemble"):
+            return
+        side = np.asarray(box)[2:] - np.asarray(box)[:2]
+        if side.min() >= 4 and score >= self.threshold and state.frame - state.extra["refreshed"] >= self.every:
+            z = self.crop_template(image, np.asarray(box, dtype=np.float64), state.pad)
+            state.extra["refreshed"] = state.frame
+            if self.variant == "replace":
+                state.z, state.z_mask = z
+            else:
+                state.extra["second"] = z
+
+
+def track_auc(model: Path, root: Path, tag: str, **variant) -> float:
+    """The report's LoRAT-row AUC of ``model`` with ``variant`` on the ``val`` split of ``root``."""
+    from lorat.eval.report import ResultSource, analyze
+    from lorat.eval.runner import evaluate
+
+    test = load_benchmark("got10k_val", root)
+    tracker = VariantTracker(load_checkpoint(model), demo._track_config())
+    for key, value in variant.items():
+        setattr(tracker, key, value)
+    results = OUT / "results" / tag
+    if results.exists():  # the runner resumes finished sequences: a new setting must not reuse old boxes
+        import shutil
+
+        shutil.rmtree(results)
+    evaluate(tracker, {"b": test}, OUT / "results", tag, batch=8, workers=0, progress=False)
+    doc = analyze([ResultSource(tag, results / "b")], test, rule="pytracking", protocol="generic")
+    return round(doc["trackers"][tag]["overall"]["auc"], 1)
+
+
+def losses(demo_out: Path) -> None:
+    """The ``losses`` table of the module docstring."""
+    from demo_box_errors import iou_xywh
+
+    root = demo_out / "data" / "domain_B"
+    print("| sequence | LoRAT IoU | CSRT IoU | LoRAT lost at | CSRT lost at | cover before LoRAT's loss |")
+    print("|---|---:|---:|---:|---:|---|")
+    for seq in load_benchmark("got10k_val", root):
+        visible = np.isfinite(seq.boxes).all(1) & (seq.boxes[:, 2] > 0)
+        cover = np.loadtxt(root / "val" / seq.name / "cover.label", ndmin=1).astype(int)
+        row, lost = [], []
+        for tracker in ("lora_B", "OpenCV_CSRT"):
+            text = (demo_out / "results" / tracker / "synthetic_B" / f"{seq.name}.txt").read_text()
+            iou = iou_xywh(np.loadtxt(text.replace(",", " ").splitlines(), ndmin=2), seq.boxes)
+            bad = (iou < 0.05) & visible
+            first = next((i for i in range(1, len(bad) - 4) if bad[i:i + 5].all()), -1)
+            row.append(f"{np.mean(iou[visible]):.2f}")
+            lost.append(first)
+        before = "".join(map(str, cover[max(0, lost[0] - 8):lost[0]])) if lost[0] > 0 else ""
+        print(f"| {seq.name} | {row[0]} | {row[1]} | {lost[0]} | {lost[1]} | {before} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    lo = sub.add_parser("losses")
+    lo.add_argument("demo_out", type=Path)
+    tr = sub.add_parser("track")
+    tr.add_argument("model", type=Path)
+    tr.add_argument("tests", type=Path, nargs="+")
+    tr.add_argument("--variant", choices=("none", "replace", "ensemble", "scale_penalty"), default="none")
+    tr.add_argument("--threshold", type=float, default=0.6)
+    tr.add_argument("--every", type=int, default=5)
+    tr.add_argument("--mix", type=float, default=0.5)
+    tr.add_argument("--k", type=float, default=0.0)
+    a = p.parse_args()
+    torch.set_num_threads(2)
+    if a.cmd == "losses":
+        return losses(a.demo_out)
+    variant = {k: getattr(a, k) for k in ("variant", "threshold", "every", "mix", "k")}
+    tag = "_".join(str(v) for v in variant.values())
+    auc = [track_auc(a.model, t, f"{tag}_{i}", **variant) for i, t in enumerate(a.tests)]
+    print(json.dumps({**variant, "tests": [str(t) for t in a.tests], "auc": auc}))
+
+
+if __name__ == "__main__":
+    main()
