@@ -1,7 +1,9 @@
 """Checkpoint formats: DINOv2 layouts round-trip, our format round-trips, bad files fail clearly."""
 from __future__ import annotations
 
+import json
 import pickle
+import struct
 from dataclasses import replace
 
 import pytest
@@ -193,11 +195,18 @@ def test_metadata_reader_reads_the_header_only_and_refuses_what_read_state_file_
     path = tmp_path / "m.safetensors"
     save_file({"w": torch.ones(3)}, str(path), metadata={"format": "lorat", "note": "x"})
     assert read_state_metadata(path) == {"format": "lorat", "note": "x"}
-    # the tensors are not read: a file whose data bytes are garbage still gives its header
-    data = bytearray(path.read_bytes())
-    data[-12:] = b"\xff" * 12
-    path.write_bytes(bytes(data))
-    assert read_state_metadata(path)["note"] == "x"
+    # the tensors are not read: a tensor of an unknown dtype fails read_state_file but not the header reader
+    header = json.dumps({"w": {"dtype": "Q9", "shape": [3], "data_offsets": [0, 12]},
+                         "__metadata__": {"note": "y"}}).encode()
+    odd = tmp_path / "odd.safetensors"
+    odd.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 12)
+    with pytest.raises(CheckpointError, match="odd.safetensors: cannot read safetensors data"):
+        read_state_file(odd)
+    assert read_state_metadata(odd) == {"note": "y"}
+    bad = json.dumps({"w": {"dtype": "F32", "shape": [3]}}).encode()  # no data_offsets
+    (tmp_path / "bad.safetensors").write_bytes(struct.pack("<Q", len(bad)) + bad + b"\0" * 12)
+    with pytest.raises(CheckpointError, match="bad.safetensors: corrupt safetensors header"):
+        read_state_metadata(tmp_path / "bad.safetensors")
     torch.save({"w": torch.ones(2)}, tmp_path / "plain.pth")
     assert read_state_metadata(tmp_path / "plain.pth") == {}
     truncated = tmp_path / "t.safetensors"

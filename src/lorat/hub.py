@@ -87,7 +87,10 @@ def _safetensors_header(path: Path) -> dict | None:
             header = json.loads(f.read(header_len))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise CheckpointError(f"{path}: corrupt safetensors header ({e})") from None
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError, ValueError, AttributeError):
+        raise CheckpointError(f"{path}: corrupt safetensors header (a tensor entry without data_offsets)") from None
     if 8 + header_len + end > size:
         raise CheckpointError(f"{path}: truncated file: header promises {8 + header_len + end} bytes, "
                               f"file has {size}")
