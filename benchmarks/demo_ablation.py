@@ -29,18 +29,23 @@ from lorat.hub import export_dinov2, load_checkpoint
 ROOT = Path("/tmp/demo_ablation")
 
 
-def auc_on(ckpt: Path, test_root: Path, tag: str) -> float:
-    """The report's LoRAT-row AUC of ``ckpt`` on the ``val`` split of ``test_root``."""
+def auc_of(tracker, test_root: Path, results_root: Path, tag: str) -> float:
+    """The report's LoRAT-row AUC of ``tracker`` on the ``val`` split of ``test_root`` (boxes: ``results_root/tag``)."""
     from lorat.data.datasets import load_benchmark
     from lorat.eval.report import ResultSource, analyze
     from lorat.eval.runner import evaluate
-    from lorat.track.tracker import Tracker
 
     test = load_benchmark("got10k_val", test_root)
-    tracker = Tracker(load_checkpoint(ckpt), demo._track_config())
-    evaluate(tracker, {"b": test}, ROOT / "results", tag, batch=8, workers=0, progress=False)
-    doc = analyze([ResultSource(tag, ROOT / "results" / tag / "b")], test, rule="pytracking", protocol="generic")
+    evaluate(tracker, {"b": test}, results_root, tag, batch=8, workers=0, progress=False)
+    doc = analyze([ResultSource(tag, results_root / tag / "b")], test, rule="pytracking", protocol="generic")
     return round(doc["trackers"][tag]["overall"]["auc"], 1)
+
+
+def auc_on(ckpt: Path, test_root: Path, tag: str) -> float:
+    """:func:`auc_of` the demo's tracker (bf16, the demo's ``size_lr``) with the weights ``ckpt``."""
+    from lorat.track.tracker import Tracker
+
+    return auc_of(Tracker(load_checkpoint(ckpt), demo._track_config()), test_root, ROOT / "results", tag)
 
 
 def main() -> None:

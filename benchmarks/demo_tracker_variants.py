@@ -106,21 +106,16 @@ class VariantTracker(Tracker):
 
 def track_auc(model: Path, root: Path, tag: str, **variant) -> float:
     """The report's LoRAT-row AUC of ``model`` with ``variant`` on the ``val`` split of ``root``."""
-    from lorat.eval.report import ResultSource, analyze
-    from lorat.eval.runner import evaluate
+    import shutil
 
-    test = load_benchmark("got10k_val", root)
+    from demo_ablation import auc_of
+
     tracker = VariantTracker(load_checkpoint(model), demo._track_config())
     for key, value in variant.items():
         setattr(tracker, key, value)
-    results = OUT / "results" / tag
-    if results.exists():  # the runner resumes finished sequences: a new setting must not reuse old boxes
-        import shutil
-
-        shutil.rmtree(results)
-    evaluate(tracker, {"b": test}, OUT / "results", tag, batch=8, workers=0, progress=False)
-    doc = analyze([ResultSource(tag, results / "b")], test, rule="pytracking", protocol="generic")
-    return round(doc["trackers"][tag]["overall"]["auc"], 1)
+    # the runner resumes finished sequences: a new setting must not reuse old boxes
+    shutil.rmtree(OUT / "results" / tag, ignore_errors=True)
+    return auc_of(tracker, root, OUT / "results", tag)
 
 
 def losses(demo_out: Path) -> None:
