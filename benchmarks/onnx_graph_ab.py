@@ -9,7 +9,8 @@ Per preset (random weights), two int8 graphs of the same model, each in its own 
 
 * ``as written``: the model exported as it is (``export_model_onnx(..., fuse=False)``), dynamic batch;
 * ``fused``: with the prepared path's inference fusions, what the runtime runs (OSTrack's CENTER head:
-  BatchNorm folded, its wide first layer one im2col GEMM, which int8 quantisation reaches; LoRAT has none).
+  BatchNorm folded, its wide first layer one im2col GEMM, which int8 quantisation reaches; LoRAT's blocks:
+  LayerScale folded into the linears, added after the recorded run: ``layerscale_fold.md``).
 
 Sessions are interleaved (``--rounds`` x ``--calls`` timed calls each, after 3 warm-up calls), so host load
 hits them alike; we report the median and best ms and each graph's speed-up over ``as written``.

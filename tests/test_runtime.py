@@ -135,6 +135,40 @@ def test_use_attention_round_trip(model, inputs):
         use_attention(rt.model, "flash")
 
 
+@pytest.mark.parametrize("ffn", ["mlp", "swiglu"])
+def test_block_folds_layer_scale_into_its_linears(ffn):
+    from lorat.models.peft import attach_lora
+    from lorat.models.vit import Block
+
+    torch.manual_seed(0)
+    blocks = torch.nn.ModuleList([Block(16, 2, ffn=ffn)]).eval()
+    with torch.no_grad():
+        for p in blocks.parameters():
+            p.normal_()  # gamma far from 1e-5 and from 1: a wrong fold shows
+    x = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        want = blocks[0](x)
+        folded = blocks[0].fused_for_inference()
+        assert folded is blocks[0] and type(folded.ls1) is type(folded.ls2) is torch.nn.Identity
+        assert float((folded(x) - want).abs().max()) < 1e-5 * float(want.abs().max())  # fp32 rounding
+        assert folded.fused_for_inference() is None  # nothing left to fold
+    # a LayerScale in front of a wrapped linear (unmerged LoRA) stays
+    lora = torch.nn.ModuleList([Block(16, 2)]).eval()
+    attach_lora(lora, r=2, alpha=4.0)
+    assert lora[0].fused_for_inference() is None and not isinstance(lora[0].ls1, torch.nn.Identity)
+
+
+def test_prepared_path_folds_layer_scale_official_path_keeps_it(model):
+    from lorat.models.vit import LayerScale
+
+    prepared = make_runtime(model, "eager", "float32", "cpu")
+    assert prepared.info["fused_modules"] == model.cfg.depth
+    assert not any(isinstance(m, LayerScale) for m in prepared.model.modules())
+    official = make_runtime(model, "eager", "float32", "cpu", merge_lora=False)
+    assert sum(isinstance(m, LayerScale) for m in official.model.modules()) == 2 * model.cfg.depth
+    assert sum(isinstance(m, LayerScale) for m in model.modules()) == 2 * model.cfg.depth  # a copy was prepared
+
+
 def test_bad_requests_are_named(model, tmp_path):
     with pytest.raises(ValueError, match="runtime 'tensorrt'"):
         make_runtime(model, "tensorrt", "float32", "cpu")

@@ -35,8 +35,8 @@ Runtimes (``RUNTIMES``):
 
 The prepared path (``merge_lora=True``, the default) also applies each module's ``fused_for_inference()``
 (:func:`lorat.runtime_int8.fuse_for_inference`; OSTrack's CENTER head folds its BatchNorm and runs its three
-branches together), and so does the ONNX export of ``onnx`` / ``onnx-int8``; ``merge_lora=False`` keeps the
-model as written.
+branches together, a DINOv2 block folds its LayerScales into the linears before them), and so does the ONNX
+export of ``onnx`` / ``onnx-int8``; ``merge_lora=False`` keeps the model as written.
 
 Attention (``attention=``): ``sdpa`` is ``F.scaled_dot_product_attention`` as the model is written;
 ``manual`` is ``softmax(q k^T / sqrt(d)) v`` with two batched matmuls. On CPU, torch's flash-attention

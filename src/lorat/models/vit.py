@@ -132,6 +132,28 @@ class Block(nn.Module):
     def _ffn_branch(self, x: torch.Tensor) -> torch.Tensor:
         return self.ls2(self.mlp(self.norm2(x)))
 
+    def fused_for_inference(self) -> Block | None:
+        """This block with each LayerScale folded into the plain ``nn.Linear`` in front of it, or None if none is.
+
+        ``gamma * (W x + b) = (gamma W) x + gamma b``: ``ls1`` goes into ``attn.proj``, ``ls2`` into the FFN's
+        output layer (``fc2`` / ``w3``), which saves two elementwise passes over the tokens per block. In place,
+        eval only (the inference runtimes call it on their merged copy, in fp32 before any cast). A LayerScale
+        whose linear is wrapped (unmerged LoRA, a mixture of experts) stays.
+        """
+        folded = False
+        ffn_out = getattr(self.mlp, "fc2", None) or getattr(self.mlp, "w3", None)
+        for ls_name, linear in (("ls1", getattr(self.attn, "proj", None)), ("ls2", ffn_out)):
+            ls = getattr(self, ls_name)
+            if isinstance(ls, LayerScale) and type(linear) is nn.Linear:
+                with torch.no_grad():
+                    gamma = ls.gamma.to(linear.weight.dtype)
+                    linear.weight.mul_(gamma[:, None])
+                    if linear.bias is not None:
+                        linear.bias.mul_(gamma)
+                setattr(self, ls_name, nn.Identity())
+                folded = True
+        return self if folded else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.drop_path if self.training else 0.0
         if p > 0.1:
