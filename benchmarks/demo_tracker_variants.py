@@ -3,11 +3,15 @@
     PYTHONPATH=src python benchmarks/demo_tracker_variants.py losses DEMO_OUT
     PYTHONPATH=src python benchmarks/demo_tracker_variants.py track MODEL TEST_ROOT [TEST_ROOT ...] \
         --variant replace --threshold 0.6 --every 5
+    PYTHONPATH=src python benchmarks/demo_tracker_variants.py strip DEMO_OUT SEQUENCE FIRST LAST OUT.jpg
 
 ``losses``: for each held-out sequence of a finished ``lorat demo`` folder, the mean IoU of the LoRAT row and
 of OpenCV's CSRT, the first frame of a run of 5 visible frames with IoU < 0.05 (the loss; -1: never) and the
 target's visible share (``cover.label``, 8 = fully visible) over the 8 frames before it: a loss with cover 8 is
 a distractor taking over a visible target, not an occlusion.
+
+``strip``: frames ``FIRST..LAST-1`` of one held-out sequence and then its frame 0 (the template), 4 per row at
+twice the size, with the ground truth (green), the LoRAT row's box (red) and CSRT's (blue): what a loss looks like.
 
 ``track``: the demo's tracker (``lorat.demo._track_config``: bf16, ``size_lr``) with one non-official change,
 scored like the report's LoRAT row on each ``TEST_ROOT`` (the ``val`` split of a GOT-10k-layout root):
@@ -140,11 +144,54 @@ def losses(demo_out: Path) -> None:
         print(f"| {seq.name} | {row[0]} | {row[1]} | {lost[0]} | {lost[1]} | {before} |")
 
 
+def _boxes(path: Path) -> np.ndarray:
+    """A results or ground-truth file (comma- or whitespace-separated x, y, w, h rows) as (N, 4)."""
+    return np.loadtxt(path.read_text().replace(",", " ").splitlines(), ndmin=2)
+
+
+def strip(demo_out: Path, sequence: str, first: int, last: int, out: Path) -> None:
+    """The ``strip`` figure of the module docstring."""
+    import cv2
+
+    from lorat.files import atomic_write_bytes
+
+    folder = demo_out / "data" / "domain_B" / "val" / sequence
+    drawn = [(_boxes(folder / "groundtruth.txt"), (0, 255, 0))]
+    drawn += [(_boxes(demo_out / "results" / name / "synthetic_B" / f"{sequence}.txt"), colour)
+              for name, colour in (("lora_B", (0, 0, 255)), ("OpenCV_CSRT", (255, 0, 0)))]  # BGR
+    tiles = []
+    for t in [*range(first, last), 0]:
+        path = folder / f"{t + 1:08d}.jpg"
+        img = cv2.imread(str(path))
+        if img is None:
+            raise SystemExit(f"cannot read {path}")
+        img = cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+        for boxes, colour in drawn:
+            x, y, w, h = (2 * boxes[t]).round().astype(int)
+            if w > 0 and h > 0:
+                cv2.rectangle(img, (x, y), (x + w, y + h), colour, 1)
+        cv2.putText(img, str(t), (6, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
+        tiles.append(img)
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % 4)
+    grid = np.vstack([np.hstack(tiles[i:i + 4]) for i in range(0, len(tiles), 4)])
+    ok, data = cv2.imencode(out.suffix, grid, [cv2.IMWRITE_JPEG_QUALITY, 90])  # format from the suffix
+    if not ok:
+        raise SystemExit(f"cannot encode {out.suffix!r} images")
+    atomic_write_bytes(out, data.tobytes())
+    print(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     lo = sub.add_parser("losses")
     lo.add_argument("demo_out", type=Path)
+    st = sub.add_parser("strip")
+    st.add_argument("demo_out", type=Path)
+    st.add_argument("sequence")
+    st.add_argument("first", type=int)
+    st.add_argument("last", type=int)
+    st.add_argument("out", type=Path)
     tr = sub.add_parser("track")
     tr.add_argument("model", type=Path)
     tr.add_argument("tests", type=Path, nargs="+")
@@ -157,6 +204,8 @@ def main() -> None:
     torch.set_num_threads(2)
     if a.cmd == "losses":
         return losses(a.demo_out)
+    if a.cmd == "strip":
+        return strip(a.demo_out, a.sequence, a.first, a.last, a.out)
     variant = {k: getattr(a, k) for k in ("variant", "threshold", "every", "mix", "k")}
     tag = "_".join(str(v) for v in variant.values())
     auc = [track_auc(a.model, t, f"{tag}_{i}", **variant) for i, t in enumerate(a.tests)]
