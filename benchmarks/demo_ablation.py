@@ -5,7 +5,8 @@
 ``DEMO_OUT`` is a finished ``lorat demo`` folder (its data, and its domain-A backbone unless ``--pretrain``).
 Keys: ``m.<field>=v`` a ModelConfig override of the demo model (``m.search_area_factor=3.0``), ``steps=N``
 (adaptation steps, default the demo's), ``psteps=N`` (pretraining steps with ``--pretrain``), ``lr=x`` (LoRA
-learning rate), ``data=DIR`` (another data root with ``domain_A`` / ``domain_B``), ``peft=full``; any other
+learning rate), ``data=DIR`` (another data root with ``domain_A`` / ``domain_B``), ``peft=full``, ``neg=p``
+(share of negative pairs, ``TrainConfig.negative_pair_prob``); any other
 ``field=value`` is a training-transform override (``TrainConfig.augment``: ``translation_jitter=1.0``) added to
 the demo's (a later entry wins: ``m.search_area_factor=4.0 translation_jitter=3.0`` is LoRAT's geometry). Each
 ``--test`` folder (a GOT-10k-layout root with a ``val`` split: the demo's ``data/domain_B``, a second held-out set
@@ -59,7 +60,7 @@ def main() -> None:
     torch.set_num_threads(2)
     plan = demo.DemoPlan()
     model_over, augment, peft, lr = {}, list(plan.augment), "lora", 1e-3
-    steps, psteps, data = plan.adapt_steps, plan.pretrain_steps, a.demo_out / "data"
+    steps, psteps, data, negative = plan.adapt_steps, plan.pretrain_steps, a.demo_out / "data", 0.0
     for item in a.overrides:
         key, value = item.split("=", 1)
         if key.startswith("m."):
@@ -72,9 +73,12 @@ def main() -> None:
             data = Path(value)
         elif key == "peft":
             peft = value
+        elif key == "neg":
+            negative = float(value)
         else:
             augment.append(item)
     plan.augment = tuple(augment)
+    plan.negative_pair_prob = negative
     out = ROOT / a.tag
     backbone = a.demo_out / "pretrain_A" / "backbone_dinov2_layout.safetensors"
     t0 = time.perf_counter()

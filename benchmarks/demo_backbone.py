@@ -45,11 +45,20 @@ def main() -> None:
     p.add_argument("--init", type=Path, default=None,
                    help="start from this stand-in's backbone (a file --export wrote); the head is trained anew")
     p.add_argument("--export", type=Path, default=None, help="write the final model here (float16 safetensors)")
+    p.add_argument("--augment", nargs="*", default=[], help="training-transform overrides added to the demo's "
+                   "(TrainConfig.augment entries, e.g. translation_jitter=2.0)")
+    p.add_argument("--negative", type=float, default=0.0, help="share of negative pairs (negative_pair_prob)")
+    p.add_argument("--distractors", type=int, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="distractors per sequence in the generated data (SyntheticConfig.num_distractors)")
+    p.add_argument("--similarity", type=float, default=None, help="SyntheticConfig.distractor_similarity")
     a = p.parse_args()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     data = a.output / "data" / "domain_A"
     # resumable: finished sequences are kept on a rerun
-    make_synthetic_benchmark(data, SyntheticConfig(domain="A", seed=a.seed, frames_per_sequence=a.frames),
+    scene = {"num_distractors": tuple(a.distractors)} if a.distractors else {}
+    if a.similarity is not None:
+        scene["distractor_similarity"] = a.similarity
+    make_synthetic_benchmark(data, SyntheticConfig(domain="A", seed=a.seed, frames_per_sequence=a.frames, **scene),
                              num_train=a.sequences, num_val=0)
     init, before = None, None
     if a.init:
@@ -61,7 +70,9 @@ def main() -> None:
         if not init.is_file():
             a.output.mkdir(parents=True, exist_ok=True)
             export_dinov2(load_checkpoint(a.init), init)
-    plan = DemoPlan(train_a=a.sequences, frames=a.frames, pretrain_steps=a.steps, batch_size=a.batch)
+    plan = DemoPlan(train_a=a.sequences, frames=a.frames, pretrain_steps=a.steps, batch_size=a.batch,
+                    negative_pair_prob=a.negative)
+    plan.augment = (*plan.augment, *a.augment)
     t0 = time.perf_counter()
     summary = _train_stage("pretrain_A", a.output, plan, a.steps, data, {"peft": "full"}, init, lr=a.lr)
     print(json.dumps({k: summary.get(k) for k in ("status", "step", "seconds", "trainable_params")}))
@@ -72,7 +83,8 @@ def main() -> None:
         # "seconds": the training time of the invocation that finished the run (all of it when not resumed)
         recipe = {"steps": a.steps, "batch_size": a.batch, "sequences": a.sequences, "frames": a.frames,
                   "seed": a.seed, "lr": a.lr, "seconds": summary.get("seconds"), "final_loss": summary.get("loss"),
-                  "augment": list(plan.augment), "script": "benchmarks/demo_backbone.py"}
+                  "augment": list(plan.augment), "negative_pair_prob": a.negative, "scene": scene,
+                  "script": "benchmarks/demo_backbone.py"}
         if before is not None:
             recipe["continued_from"] = before  # the earlier stage's recipe, whose backbone this run started from
         export_pretrained(a.output / "pretrain_A" / "model_final.safetensors", a.export, recipe)

@@ -1,4 +1,4 @@
-"""Where the demo's LoRAT loses the target, and three test-time remedies measured on it.
+"""Where the demo's LoRAT loses the target, three test-time remedies measured on it, and a template ablation.
 
     PYTHONPATH=src python benchmarks/demo_tracker_variants.py losses DEMO_OUT
     PYTHONPATH=src python benchmarks/demo_tracker_variants.py track MODEL TEST_ROOT [TEST_ROOT ...] \
@@ -23,6 +23,9 @@ scored like the report's LoRAT row on each ``TEST_ROOT`` (the ``val`` split of a
   score-weighted mean of the two boxes;
 * ``scale_penalty``: SiamRPN's scale and aspect-change penalty ``exp(-k (r_c s_c - 1))`` on each cell's
   probability before the window, against the state's size in the crop (``--k``; 0 = the demo's tracker).
+* ``blank_template`` / ``other_template``: a diagnostic, not a remedy: the template crop replaced by the
+  normalised mean colour (zeros), or by the template of the sequence started before (the first keeps its own;
+  the foreground mask moves with it). If the AUC barely moves, the model ranks the cells without the template.
 """
 from __future__ import annotations
 
@@ -51,6 +54,13 @@ class VariantTracker(Tracker):
 
     def new_state(self, image, box, seq_id):
         st = super().new_state(image, box, seq_id)
+        if self.variant == "blank_template":
+            st.z = torch.zeros_like(st.z)  # the normalised mean colour: no appearance at all
+        elif self.variant == "other_template":
+            previous = getattr(self, "_previous", None)
+            self._previous = (st.z, st.z_mask)
+            if previous is not None:  # the template of the sequence started before this one (the first keeps its own)
+                st.z, st.z_mask = previous
         st.extra.update(first=(st.z, st.z_mask), second=(st.z, st.z_mask), refreshed=0)
         return st
 
@@ -195,7 +205,8 @@ def main() -> None:
     tr = sub.add_parser("track")
     tr.add_argument("model", type=Path)
     tr.add_argument("tests", type=Path, nargs="+")
-    tr.add_argument("--variant", choices=("none", "replace", "ensemble", "scale_penalty"), default="none")
+    tr.add_argument("--variant", choices=("none", "replace", "ensemble", "scale_penalty", "blank_template",
+                                                  "other_template"), default="none")
     tr.add_argument("--threshold", type=float, default=0.6)
     tr.add_argument("--every", type=int, default=5)
     tr.add_argument("--mix", type=float, default=0.5)

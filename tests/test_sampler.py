@@ -157,6 +157,40 @@ def test_items_are_a_function_of_seed_epoch_index(datasets):
         ds1[12]
 
 
+def test_negative_pairs_search_another_track_with_no_positive_cell(datasets):
+    from lorat.train.losses import lorat_loss
+
+    tr = SiameseTrainTransform(SMALL)
+    plain = PairDataset(datasets, tr, samples_per_epoch=40, seed=3)
+    off = PairDataset(datasets, tr, samples_per_epoch=40, seed=3, negative_prob=0.0)
+    for i in range(40):  # 0 draws nothing extra: the official stream
+        assert _items_equal(plain[i], off[i]) and "negative" not in off[i]
+    neg = PairDataset(datasets, tr, samples_per_epoch=40, seed=3, negative_prob=0.5)
+    items = [neg[i] for i in range(40)]
+    flags = [bool(it["negative"]) for it in items]
+    assert 8 < sum(flags) < 32
+    for it, negative in zip(items, flags):
+        d, s = it["pair"][:2].tolist()
+        assert (tuple(it["x_track"].tolist()) != (d, s)) == negative
+        assert (len(it["positive_indices"]) == 0) == negative
+    assert all(_items_equal(neg[i], items[i]) for i in (0, 7, 39))  # still a function of (seed, epoch, index)
+    # a mixed batch: negatives are all-background targets of the loss, the positives normalise it
+    batch = collate_pairs(items[:8])
+    n_pos = sum(len(it["positive_indices"]) for it in items[:8])
+    assert float(batch["num_positive_samples"]) == n_pos > 0
+    score, boxes = torch.randn(8, 4, 4), torch.rand(8, 4, 4, 4)
+    boxes[..., 2:] += boxes[..., :2]
+    total, terms = lorat_loss(score, boxes, batch, return_details=True)
+    assert torch.isfinite(total)
+    has_positive = set(batch["positive_sample_batch_dim_indices"].tolist())
+    for k in range(8):
+        assert (k in has_positive) != flags[k]
+        if flags[k]:
+            assert not terms["cls_target_map"][k].any()  # every cell of a negative pair is background
+    with pytest.raises(ValueError, match="negative_prob=1.0"):
+        PairDataset(datasets, tr, samples_per_epoch=4, negative_prob=1.0)
+
+
 def test_same_batches_with_0_and_2_workers(datasets):
     tr = SiameseTrainTransform(SMALL)
 

@@ -100,6 +100,23 @@ def test_teacher_setting_needs_a_task_that_uses_one(synth_root, tmp_path):
         train(small_cfg(synth_root, tmp_path / "t", teacher="t.safetensors"), TINY)
 
 
+def test_negative_pairs_reach_lorat_sampling_and_other_methods_refuse_them(synth_root, tmp_path):
+    from dataclasses import replace
+
+    from lorat.data.transforms import SiameseTrainTransform
+    from lorat.train.task import pair_datasets
+
+    cfg = small_cfg(synth_root, tmp_path, negative_pair_prob=0.25)
+    train_set, _ = LoRATTask(cfg, resolve_config("lorat-s-224", **TINY)).build_datasets()
+    assert train_set.negative_prob == 0.25
+    assert LoRATTask(replace(cfg, negative_pair_prob=0.0), resolve_config("lorat-s-224", **TINY)
+                     ).build_datasets()[0].negative_prob == 0.0
+    with pytest.raises(ValueError, match="negative_pair_prob=0.25: .* LoRAT's task only"):
+        pair_datasets(cfg, SiameseTrainTransform())  # e.g. OSTrack's heat-map targets need the target
+    with pytest.raises(ValueError, match="negative_pair_prob=1.5 must be in"):
+        replace(cfg, negative_pair_prob=1.5).validate()
+
+
 def test_augment_overrides_reach_the_training_transform(synth_root, tmp_path):
     from dataclasses import replace
 

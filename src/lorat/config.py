@@ -125,6 +125,9 @@ class TrainConfig:
     amp: str = "auto"
     compile: bool = False
     max_pair_gap: int = 100
+    # share of negative pairs (search crop around another track's object, all cells background; LoRAT's
+    # recipe has none): 0 = official sampling
+    negative_pair_prob: float = 0.0
     num_workers: int = 4
     seed: int = 42
     device: str = "auto"
@@ -203,6 +206,8 @@ class TrainConfig:
         if any(not name or name.strip("[]() ") != name for name in self.eval_benchmarks):
             raise ValueError(f"TrainConfig.eval_benchmarks={list(self.eval_benchmarks)} has a malformed name; "
                              "use e.g. eval_benchmarks=lasot,got10k_val, or eval_benchmarks= for none")
+        if not 0.0 <= self.negative_pair_prob < 1.0:
+            raise ValueError(f"TrainConfig.negative_pair_prob={self.negative_pair_prob} must be in [0, 1)")
         self.roots()
         self.augment_overrides()
         return self

@@ -142,6 +142,8 @@ class DemoPlan:
     augment: tuple[str, ...] = ("deit3=false", "translation_jitter=1.0")
     #: training autocast: "auto" = bf16 on CPUs with native bf16 (this machine kind), fp32 elsewhere
     amp: str = "auto"
+    #: ``TrainConfig.negative_pair_prob`` of every stage (0: LoRAT's sampling)
+    negative_pair_prob: float = 0.0
 
     @classmethod
     def quick(cls, pretrain: bool = False) -> DemoPlan:
@@ -165,7 +167,8 @@ def _train_stage(name: str, out: Path, plan: DemoPlan, steps: int, data_root: Pa
                       epochs=1, samples_per_epoch=samples, batch_size=plan.batch_size, lr=lr,
                       warmup_epochs=0.1, min_lr=lr * 0.01, num_workers=plan.workers, device="cpu", amp=plan.amp,
                       output_dir=str(stage), checkpoint_every_steps=max(50, steps // 4), log_every=10,
-                      keep_checkpoints=1, augment=plan.augment)
+                      keep_checkpoints=1, augment=plan.augment,
+                      negative_pair_prob=plan.negative_pair_prob)
     overrides = {f: getattr(DEMO_MODEL, f) for f in ("name", "embed_dim", "depth", "num_heads", "template_size",
                                                      "search_size", "pretrain_img_size", "search_area_factor",
                                                      "lora_r", "lora_alpha")}

@@ -169,10 +169,16 @@ class PairDataset(torch.utils.data.Dataset):
         groups, group_weights: grouped weighting instead of ``weights``, see :func:`dataset_sampling_weights`.
         max_gap: search-frame window half-width in frames.
         max_redraws: give up (``RuntimeError``) after this many rejected draws for one item.
+        negative_prob: share of *negative pairs* (DaSiamRPN's distractor-aware training, not in LoRAT's recipe):
+            the template as usual, the search crop cut around another track's object, every cell a
+            negative (empty ``positive_indices``), so the score has to come from the template, not from
+            "the object in the middle". 0 (default) leaves the sampler's random stream as the official one.
         image_reader: ``path -> (H, W, 3) uint8 RGB``; default :func:`lorat.data.images.read_image`.
 
     Items are the transform's dict plus ``pair``: int64 ``(dataset, sequence, z_frame, x_frame)`` of the
-    pair finally used (``sequence`` indexes ``self.sequences[dataset]``, the track, not the unit).
+    pair finally used (``sequence`` indexes ``self.sequences[dataset]``, the track, not the unit; for a
+    negative pair ``x_frame`` is a frame of the other track) and, when ``negative_prob > 0``, ``negative``
+    (bool) and ``x_track``: int64 ``(dataset, sequence)`` of the search frame.
     A rejected pair (failed crop checks, or a box that is empty once clipped to the
     image) is redrawn from a random dataset (by weight) and a random unit, with the item's generator
     (official behaviour). Keys are an index (current epoch, see :meth:`set_epoch`) or ``(epoch, index)``.
@@ -182,7 +188,7 @@ class PairDataset(torch.utils.data.Dataset):
                  samples_per_epoch: int, seed: int = 42, weights: Seq[float] | None = None,
                  groups: Seq[Seq[int]] | None = None, group_weights: Seq[float] | None = None,
                  max_gap: int = MAX_GAP, max_redraws: int = 100,
-                 image_reader: Callable[[Any], np.ndarray] = read_image):
+                 image_reader: Callable[[Any], np.ndarray] = read_image, negative_prob: float = 0.0):
         if samples_per_epoch <= 0:
             raise ValueError(f"samples_per_epoch must be positive, got {samples_per_epoch}")
         self.sequences: list[list[Sequence]] = []
@@ -206,6 +212,9 @@ class PairDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.max_gap = int(max_gap)
         self.max_redraws = int(max_redraws)
+        if not 0.0 <= negative_prob < 1.0:
+            raise ValueError(f"negative_prob={negative_prob} must be in [0, 1)")
+        self.negative_prob = float(negative_prob)
         self.image_reader = image_reader
         self.epoch = 0
         self._plan: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -267,14 +276,37 @@ class PairDataset(torch.utils.data.Dataset):
 
     def _pair(self, d: int, s: int, sequence: Sequence, rng: np.random.Generator) -> dict | None:
         z, x = sample_frame_pair(self.masks[d][s], rng, self.max_gap)
+        # a negative pair: the search crop is cut around another track's object (drawn only when enabled, so
+        # the official stream is unchanged at 0)
+        negative = self.negative_prob > 0 and rng.random() < self.negative_prob
+        xd, xs, x_sequence = d, s, sequence
+        if negative:
+            xd, xs, x = self._other_frame(d, s, rng)
+            x_sequence = self.sequences[xd][xs]
         z_image, z_box = self._load(sequence, z)
-        x_image, x_box = (z_image, z_box) if x == z else self._load(sequence, x)
+        x_image, x_box = (z_image, z_box) if (xd, xs, x) == (d, s, z) else self._load(x_sequence, x)
         if not (bx.is_valid(z_box) and bx.is_valid(x_box)):
             return None
         sample = self.transform(z_image, z_box, x_image, x_box, rng)
         if sample is not None:
             sample["pair"] = torch.tensor([d, s, z, x], dtype=torch.int64)
+            if self.negative_prob > 0:
+                sample["negative"] = torch.tensor(negative)
+                sample["x_track"] = torch.tensor([xd, xs], dtype=torch.int64)  # where the search frame is from
+            if negative:
+                sample["positive_indices"] = sample["positive_indices"][:0]  # every cell is background
         return sample
+
+    def _other_frame(self, d: int, s: int, rng: np.random.Generator) -> tuple[int, int, int]:
+        """``(dataset, track, frame)`` of a random valid frame of a random track other than ``(d, s)``."""
+        for _ in range(self.max_redraws):
+            od = int(rng.choice(len(self.weights), p=self.weights))
+            tracks = self.units[od][int(rng.integers(0, self.num_sequences[od]))]
+            os_ = int(tracks[rng.integers(0, len(tracks))])
+            if (od, os_) != (d, s):
+                valid = np.flatnonzero(self.masks[od][os_])
+                return od, os_, int(valid[rng.integers(0, len(valid))])
+        raise RuntimeError("negative pairs need at least two tracks with valid frames")
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         return self.draw(key, self._pair, "pair", "check the boxes and the transform's size limits")

@@ -139,15 +139,21 @@ class Task:
         return cls(model, TrackConfig(device=str(device), copy_model=True))
 
 
-def train_val_datasets(cfg: Any, make: Callable[[list, int, int, list | None], Any]) -> tuple[Any, Any | None]:
+def train_val_datasets(cfg: Any, make: Callable[[list, int, int, list | None], Any],
+                       negatives: bool = False) -> tuple[Any, Any | None]:
     """``(train, val or None)`` from a TrainConfig's datasets, roots, weights and validation settings.
 
     ``make(sequence_sets, samples, seed, weights)`` builds one dataset (pairs, tuplets, ...): the training one
     from ``cfg.datasets`` (``samples_per_epoch``, ``seed``, ``dataset_weights``), the validation one from
     ``cfg.val_dataset`` (``val_samples``, ``seed + 1``, no weights), read as a training split when its name
-    ends in ``_train``, else as a benchmark.
+    ends in ``_train``, else as a benchmark. ``negatives``: ``make`` honours ``cfg.negative_pair_prob`` and the
+    method's loss takes negative pairs (no positive cell); otherwise a recipe with it above 0 is refused.
     """
     from ..data.datasets import load_benchmark, load_training_dataset
+
+    if getattr(cfg, "negative_pair_prob", 0.0) > 0 and not negatives:
+        raise ValueError(f"TrainConfig.negative_pair_prob={cfg.negative_pair_prob}: this method's training targets "
+                         "need the target in the search crop; negative pairs are supported by LoRAT's task only")
 
     roots = cfg.roots()
     train = make([load_training_dataset(name, roots.get(name)) for name in cfg.datasets], cfg.samples_per_epoch,
@@ -160,12 +166,16 @@ def train_val_datasets(cfg: Any, make: Callable[[list, int, int, list | None], A
     return train, val
 
 
-def pair_datasets(cfg: Any, transform: Any) -> tuple[Any, Any | None]:
-    """:func:`train_val_datasets` of template/search pairs (``data/sampler.PairDataset``) with ``transform``."""
+def pair_datasets(cfg: Any, transform: Any, negatives: bool = False) -> tuple[Any, Any | None]:
+    """:func:`train_val_datasets` of template/search pairs (``data/sampler.PairDataset``) with ``transform``.
+
+    ``negatives``: the caller's loss takes negative pairs (see :func:`train_val_datasets`).
+    """
     from ..data.sampler import PairDataset
 
     return train_val_datasets(cfg, lambda sets, samples, seed, weights: PairDataset(
-        sets, transform, samples, seed, weights=weights, max_gap=cfg.max_pair_gap))
+        sets, transform, samples, seed, weights=weights, max_gap=cfg.max_pair_gap,
+        negative_prob=cfg.negative_pair_prob), negatives=negatives)
 
 
 class LoRATTask(Task):
@@ -179,7 +189,7 @@ class LoRATTask(Task):
         from ..data.transforms import SiameseTrainTransform
 
         transform = SiameseTrainTransform.from_model_config(self.model_cfg, **self.cfg.augment_overrides())
-        return pair_datasets(self.cfg, transform)
+        return pair_datasets(self.cfg, transform, negatives=True)  # the loss takes all-background samples
 
     def collate(self, items: list[dict]) -> Batch:
         from ..data.transforms import collate_pairs
