@@ -144,8 +144,7 @@ def losses(demo_out: Path) -> None:
         cover = np.loadtxt(root / "val" / seq.name / "cover.label", ndmin=1).astype(int)
         row, lost = [], []
         for tracker in ("lora_B", "OpenCV_CSRT"):
-            text = (demo_out / "results" / tracker / "synthetic_B" / f"{seq.name}.txt").read_text()
-            iou = iou_xywh(np.loadtxt(text.replace(",", " ").splitlines(), ndmin=2), seq.boxes)
+            iou = iou_xywh(_boxes(demo_out / "results" / tracker / "synthetic_B" / f"{seq.name}.txt"), seq.boxes)
             bad = (iou < 0.05) & visible
             first = next((i for i in range(1, len(bad) - 4) if bad[i:i + 5].all()), -1)
             row.append(f"{np.mean(iou[visible]):.2f}")
@@ -205,8 +204,8 @@ def main() -> None:
     tr = sub.add_parser("track")
     tr.add_argument("model", type=Path)
     tr.add_argument("tests", type=Path, nargs="+")
-    tr.add_argument("--variant", choices=("none", "replace", "ensemble", "scale_penalty", "blank_template",
-                                                  "other_template"), default="none")
+    variants = ("none", "replace", "ensemble", "scale_penalty", "blank_template", "other_template")
+    tr.add_argument("--variant", choices=variants, default="none")
     tr.add_argument("--threshold", type=float, default=0.6)
     tr.add_argument("--every", type=int, default=5)
     tr.add_argument("--mix", type=float, default=0.5)
