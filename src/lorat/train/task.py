@@ -151,7 +151,7 @@ def train_val_datasets(cfg: Any, make: Callable[[list, int, int, list | None], A
     """
     from ..data.datasets import load_benchmark, load_training_dataset
 
-    if getattr(cfg, "negative_pair_prob", 0.0) > 0 and not negatives:
+    if cfg.negative_pair_prob > 0 and not negatives:
         raise ValueError(f"TrainConfig.negative_pair_prob={cfg.negative_pair_prob}: this method's training targets "
                          "need the target in the search crop; negative pairs are supported by LoRAT's task only")
 
