@@ -63,7 +63,8 @@ def test_bench_writes_json_with_every_variant(result_path):
             assert row["ratio_official_same"] is None  # no official int8 path to compare with
         if row["mode"] == "track":
             assert "tracker_overhead_ms" in row
-    ref_prec = "bfloat16" if r["machine"]["native_bf16"] else "float32"
+    ref_prec = "bfloat16" if r["machine"]["auto_bf16"] else "float32"
+    assert r["machine"]["bf16_speedup"] > 0
     for row in r["rows"]:
         if row["label"] == f"official/{ref_prec}":
             assert row["ratio_official"] == pytest.approx(1.0)

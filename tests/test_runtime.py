@@ -100,13 +100,13 @@ def test_official_path_and_reference_kept(model, inputs, reference):
 
 
 def test_precision_auto_follows_the_machine(model, monkeypatch):
-    native = device_mod.cpu_has_native_bf16()
+    fast_bf16 = device_mod.cpu_prefers_bf16()
     rt = make_runtime(model, "eager", "auto", "cpu")
-    assert rt.precision == ("bfloat16" if native else "float32")
-    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: True)
+    assert rt.precision == ("bfloat16" if fast_bf16 else "float32")
+    monkeypatch.setattr(device_mod, "cpu_prefers_bf16", lambda: True)
     rt = make_runtime(model, "eager", "auto", "cpu")
     assert rt.precision == "bfloat16" and rt.info["weights"] == "bfloat16" and rt.attention == "manual"
-    monkeypatch.setattr(device_mod, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(device_mod, "cpu_prefers_bf16", lambda: False)
     assert make_runtime(model, "eager", "auto", "cpu").precision == "float32"
     assert make_runtime(model, "onnx", "auto", "cpu").precision == "float32"
 

@@ -219,14 +219,46 @@ def test_state_and_crop_types(tiny_cfg):
 # ------------------------------------------------------------------------------ precision
 @pytest.mark.parametrize("native,want", [(True, torch.bfloat16), (False, torch.float32)])
 def test_auto_precision_on_cpu_follows_the_cpu(tiny_cfg, monkeypatch, capsys, native, want):
-    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setenv("LORAT_CPU_BF16", "1" if native else "0")
     assert TrackConfig().dtype == "auto"
     tracker = Tracker(lorat.create_model(tiny_cfg), TrackConfig(device="cpu"))
     assert tracker.dtype == want and next(tracker.model.parameters()).dtype == want
     out = capsys.readouterr().out
     name = "bfloat16" if native else "float32"
-    assert f"precision {name} (auto: CPU" in out
+    assert f"precision {name} (auto: LORAT_CPU_BF16={int(native)})" in out
     assert ("weights cast" in out) == native
+
+
+@pytest.mark.parametrize("flags,speedup,want", [(True, 2.5, "bfloat16"), (True, 0.6, "float32"),
+                                                (True, dev.BF16_MIN_SPEEDUP - 0.01, "float32"),
+                                                (False, 3.0, "float32")])
+def test_auto_bf16_needs_the_flags_and_a_measured_speedup(monkeypatch, flags, speedup, want):
+    # an Intel VM with AVX512-BF16 but no AMX ran bf16 GEMMs at ~0.6x fp32: the flags alone are not enough
+    monkeypatch.delenv("LORAT_CPU_BF16", raising=False)
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: flags)
+    monkeypatch.setattr(dev, "cpu_bf16_speedup", lambda threads=None: speedup)
+    assert dev.resolve_precision("auto", torch.device("cpu")) == want
+    reason = describe_precision("auto", want, torch.device("cpu"))
+    assert reason.startswith(f"{want} (auto: CPU")
+    assert ("measured" in reason) == flags and ("weights cast" in reason) == (want == "bfloat16")
+    assert dev.resolve_precision("fp32", torch.device("cpu")) == "float32"  # explicit names never measure
+    assert dev.resolve_precision("bf16", torch.device("cpu")) == "bfloat16"
+
+
+def test_bf16_probe_and_its_override(monkeypatch):
+    dev.cpu_bf16_speedup.cache_clear()
+    threads = torch.get_num_threads()
+    speedup = dev.cpu_bf16_speedup(1)
+    assert torch.get_num_threads() == threads  # the probe's thread count is restored
+    assert speedup > 0 and speedup == dev.cpu_bf16_speedup(1)  # a ratio, measured once per thread count
+    monkeypatch.setattr(dev, "cpu_bf16_speedup", lambda threads=None: pytest.fail("forced: no measurement"))
+    monkeypatch.setenv("LORAT_CPU_BF16", "1")
+    assert dev.cpu_prefers_bf16() and dev.resolve_precision("auto", torch.device("cpu")) == "bfloat16"
+    monkeypatch.setenv("LORAT_CPU_BF16", "0")
+    assert not dev.cpu_prefers_bf16()
+    monkeypatch.setenv("LORAT_CPU_BF16", "yes")
+    with pytest.raises(ValueError, match="LORAT_CPU_BF16='yes'"):
+        dev.resolve_precision("auto", torch.device("cpu"))
 
 
 def test_auto_precision_on_cuda_is_fp16_autocast(monkeypatch):

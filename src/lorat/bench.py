@@ -153,7 +153,7 @@ def count_gflop(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> flo
 
 def machine_info(device: torch.device) -> dict[str, Any]:
     """CPU / GPU name, threads, library versions and the load average (the noise indicator)."""
-    from .device import cpu_has_native_bf16
+    from .device import cpu_bf16_speedup, cpu_has_native_bf16, cpu_prefers_bf16
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -164,7 +164,8 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     except OSError:
         pass
     info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "native_bf16": cpu_has_native_bf16(), "torch": torch.__version__, "python": platform.python_version(),
+            "native_bf16": cpu_has_native_bf16(), "bf16_speedup": cpu_bf16_speedup(torch.get_num_threads()),
+            "auto_bf16": cpu_prefers_bf16(), "torch": torch.__version__, "python": platform.python_version(),
             "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
     try:
         import onnxruntime
@@ -349,7 +350,9 @@ def format_markdown(result: dict[str, Any]) -> str:
     """The result as a markdown table (one row per mode, batch and variant)."""
     m = result["machine"]
     peak = ", ".join(f"{k} {v:.0f}" for k, v in result["matmul_peak_gflops"].items()) or "not measured"
-    lines = [f"Machine: {m['cpu']}, {m['torch_threads']} torch threads, native bf16: {m['native_bf16']}; torch "
+    lines = [f"Machine: {m['cpu']}, {m['torch_threads']} torch threads, native bf16: {m['native_bf16']} "
+             f"(bf16 linear {m.get('bf16_speedup', float('nan')):.2f}x fp32, auto picks "
+             f"{'bf16' if m.get('auto_bf16', m['native_bf16']) else 'fp32'}); torch "
              f"{m['torch']}, onnxruntime {m['onnxruntime']}" + (f"; GPU {m['gpu']}" if m.get("gpu") else "") + ".",
              f"Load average (1/5/15 min) at start {m['loadavg_start']}, at end {m['loadavg_end']}.",
              f"Measured matmul peak (GFLOP/s): {peak}. Model: {result['gflop_per_frame']:.3g} GFLOP per frame.", "",
@@ -415,8 +418,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modes", nargs="+", default=["forward", "track"], choices=("forward", "track"))
     p.add_argument("--no-reference", action="store_true", help="skip the official computation path")
     p.add_argument("--reference-precision", default="auto",
-                   help="precision of the official path the ratios refer to (auto: bf16 autocast on native-bf16 "
-                        "CPUs, fp16 autocast on CUDA)")
+                   help="precision of the official path the ratios refer to (auto: bf16 autocast on CPUs where bf16 "
+                        "is measured faster, else fp32; fp16 autocast on CUDA)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds over all variants")
     p.add_argument("--calls", type=int, default=3, help="timed calls per variant per round")
     p.add_argument("--no-peak", action="store_true", help="skip the matmul peak measurement")

@@ -120,7 +120,8 @@ class TrainConfig:
     min_lr: float = 1e-6
     layer_decay: float | None = None  # full fine-tuning: 0.7 (S/B), 0.8 (L), 0.9 (g)
     clip_grad: float = 1.0
-    # autocast precision: auto (float16 on CUDA, bfloat16 on CPUs with native bf16, else float32) | float32 |
+    # autocast precision: auto (float16 on CUDA, bfloat16 on CPUs where bf16 is measured faster, else float32) |
+    # float32 |
     # bfloat16 | float16 (aliases fp32/none, bf16, fp16); float16 also enables the GradScaler
     amp: str = "auto"
     compile: bool = False

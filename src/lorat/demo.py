@@ -30,7 +30,7 @@ import torch
 
 from .config import ModelConfig, TrainConfig
 from .data.synthetic import SyntheticConfig, make_synthetic_benchmark
-from .demo_peers import OPENCV_PEERS, run_opencv_peer
+from .demo_peers import OPENCV_PEERS, run_opencv_peers
 from .device import resolve_precision
 from .files import atomic_write_text
 from .track.tracker import TrackConfig, Tracker
@@ -57,9 +57,9 @@ DEMO_MODEL = ModelConfig(name="lorat-demo", embed_dim=256, depth=4, num_heads=8,
 #: the official tracker for comparison.
 DEMO_SIZE_LR = 0.15
 
-#: Tracking precision: "auto" = bf16 weights on CPUs with native bf16 (this machine kind), fp32 elsewhere. On the
-#: demo's LoRA model bf16 tracked 2.5x faster than fp32 at the same AUC (17.9 vs 16.4 on 12 sequences, within noise;
-#: benchmarks/demo_tracker_settings.md).
+#: Tracking precision: "auto" = bf16 weights on CPUs where bf16 is measured faster (AMD Zen 4 / 5), fp32 elsewhere
+#: (an Intel Xeon VM without AMX: its bf16 is slower). On a Zen VM the demo's LoRA model tracked 2.5x faster in bf16
+#: than in fp32 at the same AUC (17.9 vs 16.4 on 12 sequences, within noise; benchmarks/demo_tracker_settings.md).
 DEMO_TRACK_DTYPE = "auto"
 
 
@@ -140,7 +140,7 @@ class DemoPlan:
     #: Translation jitter 1 instead of 3: LoRAT's jitter puts the target up to 3 target sizes off the crop centre,
     #: the demo's tracker sees it within a fraction of one (with search area factor 3, see DEMO_MODEL).
     augment: tuple[str, ...] = ("deit3=false", "translation_jitter=1.0")
-    #: training autocast: "auto" = bf16 on CPUs with native bf16 (this machine kind), fp32 elsewhere
+    #: training autocast: "auto" = bf16 on CPUs where bf16 is measured faster, fp32 elsewhere (lorat.device)
     amp: str = "auto"
     #: ``TrainConfig.negative_pair_prob`` of every stage (0: LoRAT's sampling)
     negative_pair_prob: float = 0.0
@@ -293,10 +293,9 @@ def run_demo_pipeline(out: Path, plan: DemoPlan, seed: int = 0) -> dict:
     evaluate(tracker, {"synthetic_B": test}, results, "lora_B_official", batch=8, workers=0, progress=True)
     sources.append(ResultSource(OFFICIAL_LABEL, results / "lora_B_official" / "synthetic_B"))
     t_peers = time.perf_counter()
-    for label, factory in OPENCV_PEERS.items():
-        folder = results / label.replace(" ", "_") / "synthetic_B"
-        run_opencv_peer(factory, test, folder)
-        sources.append(ResultSource(label, folder))
+    peer_folders = {label: results / label.replace(" ", "_") / "synthetic_B" for label in OPENCV_PEERS}
+    run_opencv_peers(OPENCV_PEERS, test, peer_folders, workers=max(1, min(2, os.cpu_count() or 1)))
+    sources += [ResultSource(label, folder) for label, folder in peer_folders.items()]
     peer_seconds = time.perf_counter() - t_peers
     _first_box_baseline(test, results / "first_box" / "synthetic_B")
     sources.append(ResultSource("repeat first box", results / "first_box" / "synthetic_B"))

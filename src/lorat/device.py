@@ -1,12 +1,22 @@
 """One device rule and one precision vocabulary for training, tracking, evaluation and benchmarks.
 
 Precision names: ``auto``, ``float32``, ``bfloat16``, ``float16`` (aliases ``fp32``/``none``, ``bf16``,
-``fp16``). ``auto`` means fp16 autocast on CUDA (what the official evaluation runs), bf16 on CPUs with native
-bf16 matrix instructions (AVX512-BF16 / AMX), float32 otherwise.
+``fp16``). ``auto`` means fp16 autocast on CUDA (what the official evaluation runs), bf16 on CPUs where bf16 is
+*fast* (:func:`cpu_prefers_bf16`), float32 otherwise.
+
+Why "fast" and not "has bf16 instructions": the instruction flags do not say which is faster. On AMD Zen 4 /
+Zen 5 (AVX512-BF16) a bf16 GEMM runs at 2-3x the fp32 one; on an Intel Xeon whose AVX512-BF16 is exposed but
+whose AMX is not (a cloud VM), oneDNN's bf16 GEMM ran at 0.35-0.9x MKL's fp32 one, and a bf16 demo training step
+took 1.6-1.9x the fp32 step. So ``auto`` measures once per process: a linear layer of a ViT's size in both
+precisions (:func:`cpu_bf16_speedup`, ~10-40 ms), and bf16 is chosen only when it is at least
+:data:`BF16_MIN_SPEEDUP` times faster. ``LORAT_CPU_BF16=1`` / ``=0`` skips the measurement and forces the choice.
 """
 from __future__ import annotations
 
+import functools
+import math
 import os
+import time
 
 import torch
 
@@ -46,6 +56,70 @@ def cpu_has_native_bf16() -> bool:
     return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16", "bf16"))
 
 
+#: bf16 must be at least this much faster than fp32 (measured) for ``auto`` to pick it on a CPU.
+BF16_MIN_SPEEDUP = 1.2
+#: The probe's linear layer: ``(rows, in) @ (in, out)``, a ViT-S/B MLP layer at batch 1 (~0.4 GFLOP).
+_PROBE_SHAPE = (256, 512, 1536)
+
+
+@functools.cache
+def cpu_bf16_speedup(threads: int | None = None) -> float:
+    """Measured fp32 time / bf16 time of one linear layer on this CPU (> 1: bf16 is faster), cached per process.
+
+    ``threads``: torch threads during the measurement (default: the current setting; the cache key). Both
+    precisions are timed interleaved, best of 5 rounds after a warm-up, so a busy machine slows both alike.
+    Returns 0.0 when bf16 linears do not run here.
+    """
+    rows, d_in, d_out = _PROBE_SHAPE
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        x32, w32 = torch.randn(rows, d_in, generator=gen), torch.randn(d_out, d_in, generator=gen)
+        pairs = {torch.float32: (x32, w32), torch.bfloat16: (x32.bfloat16(), w32.bfloat16())}
+        best = {dt: math.inf for dt in pairs}
+        with torch.inference_mode():
+            for x, w in pairs.values():
+                try:
+                    torch.nn.functional.linear(x, w)
+                except RuntimeError:
+                    return 0.0
+            for _ in range(5):
+                for dt, (x, w) in pairs.items():
+                    t0 = time.perf_counter()
+                    torch.nn.functional.linear(x, w)
+                    best[dt] = min(best[dt], time.perf_counter() - t0)
+        return best[torch.float32] / best[torch.bfloat16]
+    finally:
+        torch.set_num_threads(before)
+
+
+def cpu_prefers_bf16() -> bool:
+    """True when ``auto`` should run bf16 on this CPU: native bf16 and measured faster (see module doc).
+
+    ``LORAT_CPU_BF16=1`` or ``0`` forces the answer (no measurement); any other value is a ValueError.
+    """
+    forced = os.environ.get("LORAT_CPU_BF16")
+    if forced is not None:
+        if forced not in ("0", "1"):
+            raise ValueError(f"LORAT_CPU_BF16={forced!r}; expected 1 (use bf16 on this CPU) or 0 (use float32)")
+        return forced == "1"
+    return cpu_has_native_bf16() and cpu_bf16_speedup(torch.get_num_threads()) >= BF16_MIN_SPEEDUP
+
+
+def cpu_precision_reason(precision: str) -> str:
+    """Why ``auto`` chose ``precision`` on this CPU, for the printed line (e.g. ``bf16 measured 2.1x fp32``)."""
+    if os.environ.get("LORAT_CPU_BF16") in ("0", "1"):
+        return f"LORAT_CPU_BF16={os.environ['LORAT_CPU_BF16']}"
+    if not cpu_has_native_bf16():
+        return "CPU without native bf16"
+    speedup = cpu_bf16_speedup(torch.get_num_threads())
+    if precision == "bfloat16":
+        return f"CPU with native bf16, measured {speedup:.1f}x fp32"
+    return f"CPU whose bf16 is not faster: measured {speedup:.2f}x fp32"
+
+
 def canonical_precision(name: str) -> str:
     """Map an alias to ``auto``/``float32``/``bfloat16``/``float16``; ValueError lists the accepted names."""
     key = _ALIASES.get(str(name).lower(), str(name).lower())
@@ -61,7 +135,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if key == "auto":
         if device.type == "cuda":
             return "float16"
-        return "bfloat16" if device.type == "cpu" and cpu_has_native_bf16() else "float32"
+        return "bfloat16" if device.type == "cpu" and cpu_prefers_bf16() else "float32"
     if key == "float16" and device.type == "cpu":
         raise ValueError("precision float16 is not supported on CPU (no fast fp16 kernels); use bfloat16")
     return key

@@ -47,8 +47,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="backbone file (DINOv2: facebookresearch, timm or Hugging Face layout)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default)")
     g.add_argument("--dtype", default="auto", type=precision_arg, metavar="PRECISION",
-                   help="auto (default: fp16 autocast on CUDA as the official evaluation, bf16 on CPUs with "
-                        "native bf16, else float32), float32, bfloat16 or float16 (aliases fp32/none, bf16, fp16)")
+                   help="auto (default: fp16 autocast on CUDA as the official evaluation, bf16 on CPUs where "
+                        "bf16 is measured faster, else float32), float32, bfloat16 or float16 (aliases fp32/none, "
+                        "bf16, fp16)")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", nargs="+",
                    help="override a TrackConfig field (window_penalty, min_box_size, merge_lora) or a field "
                         "of the architecture's config (e.g. depth=2 for a reduced official checkpoint)")

@@ -24,7 +24,7 @@ Runtimes (``RUNTIMES``):
 ``int8`` (CPU)
     The eager model with every large ``nn.Linear`` as a W8A8 dynamic int8 GEMM on ``torch._int_mm``
     (per-channel weights, per-token activations, fp32 dequantisation; :mod:`lorat.runtime_int8`) and the
-    rest in the runtime's precision (``auto``: bf16 on CPUs with native bf16). At batch 1 the small-M bf16
+    rest in the runtime's precision (``auto``: bf16 where it is measured faster). At batch 1 the small-M bf16
     GEMMs of the 64/128 and 112/224 geometries are the bottleneck and VNNI int8 doubles their rate.
 ``onnx`` / ``onnx-int8``
     ONNX Runtime on the graph :func:`lorat.runtime_onnx.export_model_onnx` writes for any such model (or an
@@ -47,7 +47,7 @@ bf16, while at 378 inputs (925 tokens) the N^2 score matrix makes it memory-boun
 ``attention="model"``.
 
 Precision names follow :mod:`lorat.device` (``auto``: fp16 autocast on CUDA, bf16 on CPUs with native bf16
-instructions, float32 otherwise).
+instructions where bf16 is measured faster than fp32, float32 otherwise).
 """
 from __future__ import annotations
 

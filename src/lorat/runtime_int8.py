@@ -2,7 +2,7 @@
 
 ``int8`` (see :mod:`lorat.runtime`) runs every large ``nn.Linear`` of the merged model as an int8 x int8 ->
 int32 GEMM and everything else (LayerNorm, attention, GELU, patch embedding, convolutions) in the runtime's
-precision (bf16 on CPUs with native bf16, else fp32):
+precision (``auto``: bf16 on CPUs where bf16 is measured faster, else fp32):
 
 * weights: symmetric per-output-channel int8, ``w ~ q_w * s_w`` with ``s_w = max|w_row| / 127``;
 * activations: symmetric per-token int8 computed on every call, ``x ~ q_x * s_x``, ``s_x = max|x_token| / 127``

@@ -39,9 +39,10 @@ frame t
 There is no score threshold, template update, smoothing or re-detection.
 
 Precision (``TrackConfig.dtype``, the vocabulary of :mod:`lorat.device`): ``auto`` (default) is fp16
-autocast on CUDA, as the official evaluation runs, bf16 on CPUs with native bf16 instructions, fp32
-otherwise. Half precision uses autocast with fp32 weights on CUDA; elsewhere the weights are cast once
-(faster than CPU autocast, which re-casts fp32 weights every call). The tracker prints what it chose.
+autocast on CUDA, as the official evaluation runs, bf16 on CPUs with native bf16 instructions where a
+one-off measurement shows bf16 faster than fp32 (:func:`lorat.device.cpu_prefers_bf16`), fp32 otherwise.
+Half precision uses autocast with fp32 weights on CUDA; elsewhere the weights are cast once (faster than CPU
+autocast, which re-casts fp32 weights every call). The tracker prints what it chose.
 
 The model: the tracker puts it in eval mode, merges LoRA (``TrackConfig.merge_lora``: merged weights are
 exactly as accurate and 16-24 % faster), moves it to the device and casts it as above. These changes are
@@ -62,7 +63,7 @@ from torch import nn
 
 from .. import boxes as bx
 from ..data import transforms as T
-from ..device import PRECISIONS, canonical_precision, resolve_device, resolve_precision
+from ..device import PRECISIONS, canonical_precision, cpu_precision_reason, resolve_device, resolve_precision
 from ..runtime import host_threads
 from .decode import decode_prediction, hann_window_2d
 
@@ -84,7 +85,8 @@ class TrackConfig:
             torchrun CUDA picks ``cuda:$LOCAL_RANK``); see :func:`lorat.device.resolve_device`.
         dtype: ``auto`` (default), ``float32``, ``bfloat16`` or ``float16`` (aliases ``fp32``/``none``,
             ``bf16``, ``fp16``). ``auto``: fp16 autocast on CUDA (the official evaluation), bf16 on CPUs
-            with native bf16, float32 otherwise. float16 is refused on CPU (no fast kernels there).
+            where bf16 is measured faster (:func:`lorat.device.cpu_prefers_bf16`), float32 otherwise.
+            float16 is refused on CPU (no fast kernels there).
         window_penalty: weight of the Hann window in the additive penalty (official 0.45).
         min_box_size: minimum side (px) of the state box when computing the search crop (official 10).
         size_lr: share of the predicted box size taken into the state each frame, in (0, 1]:
@@ -136,7 +138,8 @@ class TrackConfig:
 
 # ============================================================================ device / precision / model
 def describe_precision(requested: str, precision: str, device: torch.device, runtime: str = "eager") -> str:
-    """One line saying which precision runs and why, e.g. ``bfloat16 (auto: CPU with native bf16), weights cast``.
+    """One line saying which precision runs and why, e.g. ``bfloat16 (auto: CPU with native bf16, measured 2.1x
+    fp32), weights cast``.
 
     ``runtime``: the runtime's name; the ONNX runtimes run float32 whatever the CPU, which the line says.
     """
@@ -147,10 +150,10 @@ def describe_precision(requested: str, precision: str, device: torch.device, run
         why = f"the {runtime} runtime runs float32"
     elif device.type == "cuda":
         why = "CUDA, as the official evaluation"
-    elif precision == "bfloat16":
-        why = "CPU with native bf16"
+    elif device.type == "cpu":
+        why = cpu_precision_reason(precision)
     else:
-        why = "CPU without native bf16" if device.type == "cpu" else device.type.upper()
+        why = device.type.upper()
     return f"{precision} (auto: {why}){how}"
 
 
