@@ -18,9 +18,10 @@ def test_fixture_b_loss_and_gradients():
     out = model(io["input.z"].float(), io["input.x"].float(), io["input.z_feat_mask"])
     targets = {k.removeprefix("label."): v for k, v in b.items() if k.startswith("label.")}
     total, terms = lorat_loss(out["score_map"], out["boxes"], targets)
-    assert abs(total.item() - b["loss.total"].item()) <= 1e-6
-    assert abs(terms["bce"].item() - b["loss.bce"].item()) <= 1e-6
-    assert abs(terms["giou"].item() - b["loss.giou"].item()) <= 1e-6
+    # float32 tolerance relative to the value: the loss is ~15, where one float32 step is ~1e-6, and MKL's
+    # kernels round differently on Intel and AMD CPUs (seen: 2e-6 apart on an Intel Xeon VM)
+    for ours, ref in ((total, b["loss.total"]), (terms["bce"], b["loss.bce"]), (terms["giou"], b["loss.giou"])):
+        assert abs(ours.item() - ref.item()) <= 1e-6 * max(1.0, abs(ref.item())), (ours.item(), ref.item())
     total.backward()
     params = dict(model.named_parameters())
     grads = {k.removeprefix("grad."): v for k, v in b.items() if k.startswith("grad.")}

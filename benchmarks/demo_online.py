@@ -1,0 +1,141 @@
+"""An online, sequence-specific classifier next to the demo's LoRAT head (DiMP / ATOM-style), measured.
+
+    PYTHONPATH=src python benchmarks/demo_online.py MODEL TEST_ROOT [TEST_ROOT ...] --alpha 0.5
+
+The demo's LoRAT ranks the cells of its search crop almost without the target's appearance (the template
+ablation in ``benchmarks/demo_tracker_variants.md``), so a look-alike beside the target takes the box over.
+This tracker learns, per sequence, a ridge regression from the model's own final search-token features (the
+head's input, ``(64, C)`` for the 8x8 grid) to a Gaussian label on the target's cell: on frame 0 from a search
+crop around the given box, then from every confident frame (score >= ``--threshold``, a memory of the first
+and the last ``--memory - 1`` such frames). Each frame its response ``r`` is fused with the head's probability,
+``(1 - alpha) p + alpha clip(r, 0, 1)``, before the usual Hann penalty and argmax; the box and the confidence
+stay the head's. Look-alikes inside the crop are negatives of the regression, so it learns what tells them
+apart from this target. Scored like the report's LoRAT row (bf16 or fp32 by ``auto``, the demo's
+``size_lr``) on the ``val`` split of each ``TEST_ROOT``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import lorat.demo as demo
+from lorat import boxes as bx
+from lorat.data import transforms as T
+from lorat.hub import load_checkpoint
+from lorat.track.decode import decode_prediction
+from lorat.track.tracker import Tracker
+
+OUT = Path("/tmp/demo_online")
+
+
+class OnlineTracker(Tracker):
+    """LoRAT's tracker plus a per-sequence ridge classifier on the head's input tokens (see module doc)."""
+
+    alpha, lam, sigma, memory, threshold, hard = 0.5, 0.1, 0.5, 8, 0.5, 0.0
+
+    def __init__(self, model, cfg=None) -> None:
+        super().__init__(model, cfg)
+        self._feat = None
+        self.model.head.register_forward_pre_hook(self._keep_features)
+
+    def _keep_features(self, _module, args) -> None:
+        self._feat = args[0].detach().float()  # (B, Hx*Wx, C) normalised search tokens
+
+    def _label(self, box: np.ndarray, crop, hw: tuple[int, int]) -> torch.Tensor:
+        """Gaussian on the box centre's position in the token grid of ``crop``: ``(H*W,)``."""
+        b = T.boxes_to_crop(np.asarray(box, dtype=np.float64), crop.scale, crop.translation)
+        h, w = hw
+        cx = (b[0] + b[2]) / 2 / self.search_size[0] * w - 0.5
+        cy = (b[1] + b[3]) / 2 / self.search_size[1] * h - 0.5
+        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                                indexing="ij")
+        return torch.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * self.sigma**2)).flatten()
+
+    def _solve(self, st) -> None:
+        x = torch.cat([m[0] for m in st.extra["mem"]])  # (N, C)
+        y = torch.cat([m[1] for m in st.extra["mem"]])
+        # hard negatives: cells the head scores high away from the target weigh 1 + hard * p (DiMP's idea)
+        wt = 1 + self.hard * torch.cat([m[2] for m in st.extra["mem"]]) * (1 - y)
+        x = torch.cat([x, torch.ones(len(x), 1)], 1)  # bias column
+        gram = (x * wt[:, None]).T @ x
+        reg = self.lam * gram.diagonal().mean()
+        st.extra["w"] = torch.linalg.solve(gram + reg * torch.eye(len(gram)), (x * wt[:, None]).T @ y)
+
+    def new_state(self, image, box, seq_id):
+        st = super().new_state(image, box, seq_id)
+        x, crop = self.crop_search(st, image)
+        x = x.to(self.device, self.input_dtype)[None]
+        out = self.run_model(st.z[None], x, st.z_mask[None])
+        hw = tuple(out["score_map"].shape[-2:])
+        p0 = out["score_map"].float().sigmoid()[0].flatten().cpu()
+        st.extra["mem"] = [(self._feat[0].cpu(), self._label(box, crop, hw), p0)]
+        st.extra["first"] = 1
+        self._solve(st)
+        return st
+
+    def forward(self, templates, x, states):
+        out = dict(super().forward(templates, x, states))
+        out["feat"] = self._feat
+        return out
+
+    def decode(self, outputs, crops, states):
+        logits, boxes = outputs["score_map"].float(), outputs["boxes"].float()
+        feat = outputs["feat"].cpu()
+        p = logits.sigmoid()
+        r = torch.stack([torch.cat([f, torch.ones(len(f), 1)], 1) @ st.extra["w"] for f, st in zip(feat, states)])
+        fused = ((1 - self.alpha) * p + self.alpha * r.view_as(p).clamp(0, 1)).clamp(1e-6, 1 - 1e-6)
+        box_crop, _, idx = decode_prediction(torch.logit(fused), boxes, self.window(logits.shape[-2:]),
+                                             self.cfg.window_penalty, self.search_size)
+        confidence = p.flatten(1).gather(1, idx[:, None])[:, 0]
+        box_crop = box_crop.double().cpu().numpy()
+        out = np.stack([bx.clip_to_image(T.boxes_from_crop(box_crop[i], c.scale, c.translation), *c.image_size)
+                        for i, c in enumerate(crops)])
+        for st, f, c, pi in zip(states, feat, crops, p.flatten(1).cpu()):
+            st.extra["last"] = (f, c, tuple(logits.shape[-2:]), pi)
+        return out, confidence.double().cpu().numpy()
+
+    def update(self, state, box, score, image):
+        super().update(state, box, score, image)
+        if score < self.threshold or not bool(bx.is_valid(box)):
+            return
+        f, crop, hw, p = state.extra["last"]
+        mem = state.extra["mem"]
+        mem.append((f, self._label(box, crop, hw), p))
+        if len(mem) > self.memory:
+            del mem[1]  # keep frame 0 and the latest
+        self._solve(state)
+
+
+def track_auc(model: Path, root: Path, tag: str, **settings) -> float:
+    """The report's LoRAT-row AUC of ``model`` with the online classifier on the ``val`` split of ``root``."""
+    from demo_ablation import auc_of
+
+    tracker = OnlineTracker(load_checkpoint(model), demo._track_config())
+    for key, value in settings.items():
+        setattr(tracker, key, value)
+    shutil.rmtree(OUT / "results" / tag, ignore_errors=True)  # the runner resumes: never reuse old boxes
+    return auc_of(tracker, root, OUT / "results", tag)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model", type=Path)
+    p.add_argument("tests", type=Path, nargs="+")
+    for name, default in (("alpha", 0.5), ("lam", 0.1), ("sigma", 0.5), ("memory", 8), ("threshold", 0.5),
+                          ("hard", 0.0)):
+        p.add_argument(f"--{name}", type=type(default), default=default)
+    a = p.parse_args()
+    torch.set_num_threads(2)
+    settings = {k: getattr(a, k) for k in ("alpha", "lam", "sigma", "memory", "threshold", "hard")}
+    tag = "_".join(str(v) for v in settings.values())
+    auc = [track_auc(a.model, t, f"{tag}_{i}", **settings) for i, t in enumerate(a.tests)]
+    print(json.dumps({**settings, "tests": [str(t) for t in a.tests], "auc": auc}))
+
+
+if __name__ == "__main__":
+    main()
