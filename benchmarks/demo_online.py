@@ -36,15 +36,22 @@ OUT = Path("/tmp/demo_online")
 class OnlineTracker(Tracker):
     """LoRAT's tracker plus a per-sequence ridge classifier on the head's input tokens (see module doc)."""
 
-    alpha, lam, sigma, memory, threshold, hard = 0.5, 0.1, 0.5, 8, 0.5, 0.0
+    alpha, lam, sigma, memory, threshold, hard, layers = 0.5, 0.1, 0.5, 8, 0.5, 0.0, ()
 
     def __init__(self, model, cfg=None) -> None:
         super().__init__(model, cfg)
-        self._feat = None
+        self._feat, self._inner = None, {}
         self.model.head.register_forward_pre_hook(self._keep_features)
+        for i, blk in enumerate(self.model.blocks):
+            blk.register_forward_hook(lambda _m, _a, out, i=i: self._inner.__setitem__(i, out))
 
     def _keep_features(self, _module, args) -> None:
-        self._feat = args[0].detach().float()  # (B, Hx*Wx, C) normalised search tokens
+        feats = [args[0].detach().float()]  # (B, Hx*Wx, C) normalised search tokens
+        n = feats[0].shape[1]
+        for i in self.layers:  # earlier blocks' search tokens, layer-normalised without affine
+            t = self._inner[i][:, -n:].detach().float()
+            feats.append(torch.nn.functional.layer_norm(t, t.shape[-1:]))
+        self._feat = torch.cat(feats, -1)
 
     def _label(self, box: np.ndarray, crop, hw: tuple[int, int]) -> torch.Tensor:
         """Gaussian on the box centre's position in the token grid of ``crop``: ``(H*W,)``."""
@@ -129,9 +136,11 @@ def main() -> None:
     for name, default in (("alpha", 0.5), ("lam", 0.1), ("sigma", 0.5), ("memory", 8), ("threshold", 0.5),
                           ("hard", 0.0)):
         p.add_argument(f"--{name}", type=type(default), default=default)
+    p.add_argument("--layers", type=int, nargs="*", default=[], help="also the search tokens of these blocks")
     a = p.parse_args()
     torch.set_num_threads(2)
     settings = {k: getattr(a, k) for k in ("alpha", "lam", "sigma", "memory", "threshold", "hard")}
+    settings["layers"] = tuple(a.layers)
     tag = "_".join(str(v) for v in settings.values())
     auc = [track_auc(a.model, t, f"{tag}_{i}", **settings) for i, t in enumerate(a.tests)]
     print(json.dumps({**settings, "tests": [str(t) for t in a.tests], "auc": auc}))

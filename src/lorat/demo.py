@@ -57,7 +57,7 @@ DEMO_MODEL = ModelConfig(name="lorat-demo", embed_dim=256, depth=4, num_heads=8,
 #: the official tracker for comparison.
 DEMO_SIZE_LR = 0.15
 
-#: Tracking precision: "auto" = bf16 weights on CPUs where bf16 is measured faster (AMD Zen 4 / 5), fp32 elsewhere
+#: Tracking precision: "auto" = bf16 weights on CPUs where bf16 is measured faster (the AMD Zen 5 VMs), fp32 elsewhere
 #: (an Intel Xeon VM without AMX: its bf16 is slower). On a Zen VM the demo's LoRA model tracked 2.5x faster in bf16
 #: than in fp32 at the same AUC (17.9 vs 16.4 on 12 sequences, within noise; benchmarks/demo_tracker_settings.md).
 DEMO_TRACK_DTYPE = "auto"

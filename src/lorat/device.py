@@ -4,11 +4,11 @@ Precision names: ``auto``, ``float32``, ``bfloat16``, ``float16`` (aliases ``fp3
 ``fp16``). ``auto`` means fp16 autocast on CUDA (what the official evaluation runs), bf16 on CPUs where bf16 is
 *fast* (:func:`cpu_prefers_bf16`), float32 otherwise.
 
-Why "fast" and not "has bf16 instructions": the instruction flags do not say which is faster. On AMD Zen 4 /
-Zen 5 (AVX512-BF16) a bf16 GEMM runs at 2-3x the fp32 one; on an Intel Xeon whose AVX512-BF16 is exposed but
-whose AMX is not (a cloud VM), oneDNN's bf16 GEMM ran at 0.35-0.9x MKL's fp32 one, and a bf16 demo training step
-took 1.6-1.9x the fp32 step. So ``auto`` measures once per process: a linear layer of a ViT's size in both
-precisions (:func:`cpu_bf16_speedup`, ~10-40 ms), and bf16 is chosen only when it is at least
+Why "fast" and not "has bf16 instructions": the instruction flags do not say which is faster. On an AMD Zen 5
+VM (AVX512-BF16) a bf16 GEMM ran at ~4x the fp32 one (peaks 1061 vs 240 GFLOP/s); on an Intel Xeon VM that
+exposes AVX512-BF16 but not AMX, oneDNN's bf16 GEMM ran at 0.5-0.7x MKL's fp32 one, and a bf16 demo training
+step took 1.7-1.9x the fp32 step. So ``auto`` measures once per process: a linear layer of a ViT's size in both
+precisions (:func:`cpu_bf16_speedup`, ~10-80 ms), and bf16 is chosen only when it is at least
 :data:`BF16_MIN_SPEEDUP` times faster. ``LORAT_CPU_BF16=1`` / ``=0`` skips the measurement and forces the choice.
 """
 from __future__ import annotations
@@ -109,7 +109,8 @@ def cpu_prefers_bf16() -> bool:
 
 
 def cpu_precision_reason(precision: str) -> str:
-    """Why ``auto`` chose ``precision`` on this CPU, for the printed line (e.g. ``bf16 measured 2.1x fp32``)."""
+    """Why ``auto`` chose ``precision`` on this CPU, for the printed line (e.g. ``CPU with native bf16, measured
+    2.1x fp32``)."""
     if os.environ.get("LORAT_CPU_BF16") in ("0", "1"):
         return f"LORAT_CPU_BF16={os.environ['LORAT_CPU_BF16']}"
     if not cpu_has_native_bf16():
