@@ -10,7 +10,9 @@ on every frame, and this is what a user of these trackers would draw.
 
 :func:`run_opencv_peers` runs every (peer, sequence) pair on a pool of worker processes, one OpenCV thread each:
 CSRT and MIL run at ~25 fps at 160x120 on one core, so on 2 cores two workers halve the demo's ~2 minutes of
-peer tracking. Each pair's fps is measured inside its worker, as with one process.
+peer tracking. Each pair's fps is measured inside its worker, as with one process. CSRT and KCF give the same
+boxes as in one process; MIL draws its samples from OpenCV's global random generator, so its boxes depend on
+which sequences its worker ran before (demo AUC 34.0-34.4).
 """
 from __future__ import annotations
 
