@@ -10,8 +10,12 @@ crop around the given box, then from every confident frame (score >= ``--thresho
 and the last ``--memory - 1`` such frames). Each frame its response ``r`` is fused with the head's probability,
 ``(1 - alpha) p + alpha clip(r, 0, 1)``, before the usual Hann penalty and argmax; the box and the confidence
 stay the head's. Look-alikes inside the crop are negatives of the regression, so it learns what tells them
-apart from this target. Scored like the report's LoRAT row (bf16 or fp32 by ``auto``, the demo's
-``size_lr``) on the ``val`` split of each ``TEST_ROOT``.
+apart from this target. ``--hist w`` adds a colour model on the crop's pixels instead of the ViT's features
+(Staple / DAT-style: 16-bin-per-channel RGB histograms of the box and of the search area around it, per-pixel
+foreground likelihood box-filtered to the target's size and read at the cell centres, histograms updated at
+``--hist_lr`` on confident frames), fused as ``(1 - w) fused + w colour``. ``--layers`` adds earlier blocks'
+search tokens to the regression's features. Scored like the report's LoRAT row (bf16 or fp32 by ``auto``, the
+demo's ``size_lr``) on the ``val`` split of each ``TEST_ROOT``.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ class OnlineTracker(Tracker):
     """LoRAT's tracker plus a per-sequence ridge classifier on the head's input tokens (see module doc)."""
 
     alpha, lam, sigma, memory, threshold, hard, layers = 0.5, 0.1, 0.5, 8, 0.5, 0.0, ()
+    hist, hist_lr = 0.0, 0.04  # weight and learning rate of the colour model (Staple / DAT-style)
 
     def __init__(self, model, cfg=None) -> None:
         super().__init__(model, cfg)
@@ -63,6 +68,45 @@ class OnlineTracker(Tracker):
                                 indexing="ij")
         return torch.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * self.sigma**2)).flatten()
 
+    @staticmethod
+    def _colour_index(pixels: np.ndarray) -> np.ndarray:
+        """16 bins per RGB channel: ``(..., 3)`` uint8 -> ``(...)`` bin in [0, 4096)."""
+        q = pixels.astype(np.int64) >> 4
+        return q[..., 0] * 256 + q[..., 1] * 16 + q[..., 2]
+
+    def _histograms(self, image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised colour histograms of the box (foreground) and of the surrounding search area (background)."""
+        h, w = image.shape[:2]
+        x0, y0, x1, y1 = np.asarray(box, dtype=np.float64)
+        cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, self.search_area_factor * np.sqrt((x1 - x0) * (y1 - y0)) / 2
+        inner = np.zeros((h, w), bool)
+        inner[max(0, int(y0)):max(0, int(np.ceil(y1))), max(0, int(x0)):max(0, int(np.ceil(x1)))] = True
+        outer = np.zeros((h, w), bool)
+        outer[max(0, int(cy - half)):max(0, int(cy + half)), max(0, int(cx - half)):max(0, int(cx + half))] = True
+        idx = self._colour_index(image)
+        fg = np.bincount(idx[inner], minlength=4096).astype(np.float64)
+        bg = np.bincount(idx[outer & ~inner], minlength=4096).astype(np.float64)
+        return fg / max(fg.sum(), 1.0), bg / max(bg.sum(), 1.0)
+
+    def crop_search(self, state, image):
+        x, crop = super().crop_search(state, image)
+        if self.hist > 0:
+            # the crop's pixels back from the normalised tensor (the official normalisation inverted)
+            mean = torch.tensor(T.IMAGENET_MEAN).view(3, 1, 1)
+            std = torch.tensor(T.IMAGENET_STD).view(3, 1, 1)
+            raw = ((x * std + mean) * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+            fg, bg = state.extra["hfg"], state.extra["hbg"]
+            idx = self._colour_index(raw)
+            like = torch.from_numpy(fg[idx] / (fg[idx] + bg[idx] + 1e-6)).float()[None, None]
+            side = (state.box[2:] - state.box[:2]) * np.asarray(crop.scale).reshape(-1)[:2]
+            k = max(1, int(round(float(np.sqrt(side.prod())))) | 1)  # odd box filter of the target's size
+            pooled = torch.nn.functional.avg_pool2d(like, k, stride=1, padding=k // 2, count_include_pad=False)[0, 0]
+            n = self.search_size[0] // int(self.model.cfg.patch_size)  # the score map's side
+            step = self.search_size[0] / n
+            centres = (torch.arange(n) * step + step / 2).long().clamp(max=pooled.shape[-1] - 1)
+            state.extra["colour"] = pooled[centres][:, centres].flatten()
+        return x, crop
+
     def _solve(self, st) -> None:
         x = torch.cat([m[0] for m in st.extra["mem"]])  # (N, C)
         y = torch.cat([m[1] for m in st.extra["mem"]])
@@ -75,6 +119,7 @@ class OnlineTracker(Tracker):
 
     def new_state(self, image, box, seq_id):
         st = super().new_state(image, box, seq_id)
+        st.extra["hfg"], st.extra["hbg"] = self._histograms(image, box)
         x, crop = self.crop_search(st, image)
         x = x.to(self.device, self.input_dtype)[None]
         out = self.run_model(st.z[None], x, st.z_mask[None])
@@ -95,7 +140,11 @@ class OnlineTracker(Tracker):
         feat = outputs["feat"].cpu()
         p = logits.sigmoid()
         r = torch.stack([torch.cat([f, torch.ones(len(f), 1)], 1) @ st.extra["w"] for f, st in zip(feat, states)])
-        fused = ((1 - self.alpha) * p + self.alpha * r.view_as(p).clamp(0, 1)).clamp(1e-6, 1 - 1e-6)
+        fused = (1 - self.alpha) * p + self.alpha * r.view_as(p).clamp(0, 1)
+        if self.hist > 0:
+            colour = torch.stack([st.extra["colour"] for st in states]).view_as(p)
+            fused = (1 - self.hist) * fused + self.hist * colour
+        fused = fused.clamp(1e-6, 1 - 1e-6)
         box_crop, _, idx = decode_prediction(torch.logit(fused), boxes, self.window(logits.shape[-2:]),
                                              self.cfg.window_penalty, self.search_size)
         confidence = p.flatten(1).gather(1, idx[:, None])[:, 0]
@@ -109,6 +158,12 @@ class OnlineTracker(Tracker):
     def update(self, state, box, score, image):
         super().update(state, box, score, image)
         if score < self.threshold or not bool(bx.is_valid(box)):
+            return
+        if self.hist > 0:
+            fg, bg = self._histograms(image, box)
+            state.extra["hfg"] = (1 - self.hist_lr) * state.extra["hfg"] + self.hist_lr * fg
+            state.extra["hbg"] = (1 - self.hist_lr) * state.extra["hbg"] + self.hist_lr * bg
+        if self.alpha == 0:
             return
         f, crop, hw, p = state.extra["last"]
         mem = state.extra["mem"]
@@ -134,12 +189,12 @@ def main() -> None:
     p.add_argument("model", type=Path)
     p.add_argument("tests", type=Path, nargs="+")
     for name, default in (("alpha", 0.5), ("lam", 0.1), ("sigma", 0.5), ("memory", 8), ("threshold", 0.5),
-                          ("hard", 0.0)):
+                          ("hard", 0.0), ("hist", 0.0), ("hist_lr", 0.04)):
         p.add_argument(f"--{name}", type=type(default), default=default)
     p.add_argument("--layers", type=int, nargs="*", default=[], help="also the search tokens of these blocks")
     a = p.parse_args()
     torch.set_num_threads(2)
-    settings = {k: getattr(a, k) for k in ("alpha", "lam", "sigma", "memory", "threshold", "hard")}
+    settings = {k: getattr(a, k) for k in ("alpha", "lam", "sigma", "memory", "threshold", "hard", "hist", "hist_lr")}
     settings["layers"] = tuple(a.layers)
     tag = "_".join(str(v) for v in settings.values())
     auc = [track_auc(a.model, t, f"{tag}_{i}", **settings) for i, t in enumerate(a.tests)]
