@@ -40,6 +40,7 @@ def best_pair(fns: dict[str, callable], rounds: int) -> dict[str, float]:
 
 
 def gemm_rows() -> list[tuple[str, float, float]]:
+    """Square ``torch.mm`` in both precisions: ``(label with GFLOP/s, fp32 s, bf16 s)`` per size."""
     rows = []
     for n in (256, 1024, 2048):
         a32, b32 = torch.randn(n, n), torch.randn(n, n)
@@ -51,6 +52,7 @@ def gemm_rows() -> list[tuple[str, float, float]]:
 
 
 def forward_rows() -> list[tuple[str, float, float]]:
+    """Merged-LoRA eval forwards, fp32 weights against bf16-cast weights (the tracker's two CPU paths)."""
     rows = []
     for name, batch, kw in (("lorat-s-224", 1, {}), ("lorat-b-224", 1, {}),
                             ("demo model (tracking batch 8)", 8, None)):
@@ -80,6 +82,7 @@ def train_step(m, opt, z, x, mask, amp: bool) -> None:
 
 
 def train_rows() -> list[tuple[str, float, float]]:
+    """The demo model's training step, fp32 against bf16 autocast, for the LoRA and the full stage."""
     rows = []
     batch = 32
     for peft in ("lora", "full"):
