@@ -100,19 +100,26 @@ def cpu_prefers_bf16() -> bool:
 
     ``LORAT_CPU_BF16=1`` or ``0`` forces the answer (no measurement); any other value is a ValueError.
     """
-    forced = os.environ.get("LORAT_CPU_BF16")
+    forced = _forced_bf16()
     if forced is not None:
-        if forced not in ("0", "1"):
-            raise ValueError(f"LORAT_CPU_BF16={forced!r}; expected 1 (use bf16 on this CPU) or 0 (use float32)")
-        return forced == "1"
+        return forced
     return cpu_has_native_bf16() and cpu_bf16_speedup(torch.get_num_threads()) >= BF16_MIN_SPEEDUP
+
+
+def _forced_bf16() -> bool | None:
+    """``LORAT_CPU_BF16`` read: True / False when set to 1 / 0, None when unset; another value is a ValueError."""
+    forced = os.environ.get("LORAT_CPU_BF16")
+    if forced is not None and forced not in ("0", "1"):
+        raise ValueError(f"LORAT_CPU_BF16={forced!r}; expected 1 (use bf16 on this CPU) or 0 (use float32)")
+    return None if forced is None else forced == "1"
 
 
 def cpu_precision_reason(precision: str) -> str:
     """Why ``auto`` chose ``precision`` on this CPU, for the printed line (e.g. ``CPU with native bf16, measured
     2.1x fp32``)."""
-    if os.environ.get("LORAT_CPU_BF16") in ("0", "1"):
-        return f"LORAT_CPU_BF16={os.environ['LORAT_CPU_BF16']}"
+    forced = _forced_bf16()
+    if forced is not None:
+        return f"LORAT_CPU_BF16={int(forced)}"
     if not cpu_has_native_bf16():
         return "CPU without native bf16"
     speedup = cpu_bf16_speedup(torch.get_num_threads())
