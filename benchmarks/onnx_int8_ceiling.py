@@ -16,6 +16,11 @@ the sessions are interleaved) and the library's dynamic int8 quantisation
 
 (3) - (2) is what everything that is not a weight GEMM costs: attention, LayerNorm, GELU, residual adds,
 the patch embedding and the CENTER head, and the per-node overhead of onnxruntime.
+
+The same shapes also run on PyTorch's ``torch._int_mm`` (oneDNN's VNNI int8 GEMM, what the ``int8`` runtime
+calls; int8 inputs, so without the activation quantisation) in the same rounds: the faster of the two libraries'
+chained 48 GEMMs is a floor under any int8 forward of this geometry on the machine, whatever the rest costs.
+``--append`` adds the run as a section to an existing ``--markdown`` file instead of replacing it.
 """
 from __future__ import annotations
 
@@ -43,6 +48,34 @@ def timed(session, feeds: dict, calls: int) -> list[float]:
         session.run(None, feeds)
         out.append(time.perf_counter() - t)
     return out
+
+
+def timed_torch(fn, calls: int) -> list[float]:
+    """:func:`timed` for a PyTorch callable."""
+    for _ in range(5):
+        fn()
+    out = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def torch_int_mm_calls(blocks: int, seed: int = 0) -> dict[str, object]:
+    """``torch._int_mm`` on int8 operands: each of :data:`SHAPES` alone, and the 48 GEMMs of ``blocks`` blocks with
+    distinct weights (streamed from memory, as in a model), keyed like the onnxruntime rows with a ``torch`` tag."""
+    g = torch.Generator().manual_seed(seed)
+
+    def int8(*shape: int) -> torch.Tensor:
+        return torch.randint(-127, 128, shape, generator=g, dtype=torch.int8)
+
+    x = {k: int8(TOKENS, kk) for k, (kk, _) in SHAPES.items()}
+    single = {k: int8(n, kk).t() for k, (kk, n) in SHAPES.items()}
+    calls = {f"{k} (torch)": (lambda k=k: torch._int_mm(x[k], single[k])) for k in SHAPES}
+    chain = [(k, int8(n, kk).t()) for _ in range(blocks) for k, (kk, n) in SHAPES.items()]
+    calls[f"{4 * blocks} GEMMs ({blocks} blocks) (torch)"] = lambda: [torch._int_mm(x[k], w) for k, w in chain]
+    return calls
 
 
 def _save(path: Path, nodes: list, inits: list, outputs: list[str], k: int = 768) -> Path:
@@ -102,6 +135,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--calls", type=int, default=25)
     p.add_argument("--markdown", type=Path, default=None)
+    p.add_argument("--append", default=None, metavar="TITLE",
+                   help="add the run to --markdown as a section with this title instead of replacing the file")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     import lorat
@@ -121,16 +156,20 @@ def main() -> None:
     s = session(q, a.threads)
     feeds = {i.name: t.numpy() for i, t in zip(s.get_inputs(), example_inputs_for(model))}
     sess["LoReTrack-B-128 forward"] = (s, feeds)
+    torch_calls = torch_int_mm_calls(12)
 
     load0 = os.getloadavg()[0]
-    times: dict[str, list[float]] = {k: [] for k in sess}
+    times: dict[str, list[float]] = {k: [] for k in [*sess, *torch_calls]}
     for _ in range(a.rounds):  # interleaved, so host load hits every graph alike
         for k, (s, feeds) in sess.items():
             times[k] += timed(s, feeds, a.calls)
+        for k, fn in torch_calls.items():
+            times[k] += timed_torch(fn, a.calls)
     load1 = os.getloadavg()[0]
     gops = {k: 2 * TOKENS * kk * n / 1e9 for k, (kk, n) in SHAPES.items()}
     gops["48 GEMMs (12 blocks)"] = 12 * sum(gops.values())
     gops["LoReTrack-B-128 forward"] = gops["48 GEMMs (12 blocks)"]
+    gops.update({f"{k} (torch)": v for k, v in gops.items() if k != "LoReTrack-B-128 forward"})
     med = {k: statistics.median(v) for k, v in times.items()}
     rows = [f"torch {torch.__version__}, onnxruntime {__import__('onnxruntime').__version__}, {a.threads} threads; "
             f"load average (1 min) {load0:.1f} at start, {load1:.1f} at end; {a.rounds} rounds x {a.calls} calls",
@@ -139,16 +178,23 @@ def main() -> None:
         rows.append(f"| {k} | {1e3 * med[k]:.3f} | {1e3 * min(v):.3f} | {gops[k] / med[k]:.0f} |")
     fwd, chain = med["LoReTrack-B-128 forward"], med["48 GEMMs (12 blocks)"]
     best_single = max(gops[k] / med[k] for k in SHAPES)
+    floor = min(min(times["48 GEMMs (12 blocks)"]), min(times["48 GEMMs (12 blocks) (torch)"]))
     rows += ["", f"Everything but the weight GEMMs: {1e3 * (fwd - chain):.2f} ms of the {1e3 * fwd:.2f} ms forward "
              f"({100 * (fwd - chain) / fwd:.0f} %); the 48 GEMMs chained run at "
-             f"{100 * gops['48 GEMMs (12 blocks)'] / chain / best_single:.0f} % of the best single-GEMM rate."]
+             f"{100 * gops['48 GEMMs (12 blocks)'] / chain / best_single:.0f} % of the best single-GEMM rate.",
+             "", f"Floor: the faster library's best chained 48 GEMMs take {1e3 * floor:.2f} ms, so no int8 forward of "
+             f"this geometry runs faster than {1 / floor:.0f} fps here, model only, with every other cost at zero."]
     text = "\n".join(rows)
     print(text)
     if a.markdown:
         from lorat.files import atomic_write_text
 
-        title = "# onnx-int8: the forward against its GEMM ceiling (generated by onnx_int8_ceiling.py)"
-        atomic_write_text(a.markdown, f"{title}\n\n{text}\n")
+        if a.append:
+            old = a.markdown.read_text() if a.markdown.exists() else ""
+            atomic_write_text(a.markdown, f"{old.rstrip()}\n\n## {a.append}\n\n{text}\n")
+        else:
+            title = "# onnx-int8: the forward against its GEMM ceiling (generated by onnx_int8_ceiling.py)"
+            atomic_write_text(a.markdown, f"{title}\n\n{text}\n")
 
 
 if __name__ == "__main__":
