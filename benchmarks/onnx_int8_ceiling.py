@@ -138,6 +138,8 @@ def main() -> None:
     p.add_argument("--append", default=None, metavar="TITLE",
                    help="add the run to --markdown as a section with this title instead of replacing the file")
     a = p.parse_args()
+    if a.append and a.markdown is None:
+        p.error("--append needs --markdown (the file to add the section to)")
     torch.set_num_threads(a.threads)
     import lorat
     from lorat.runtime_onnx import example_inputs_for, export_model_onnx, quantize_int8
