@@ -38,28 +38,21 @@ SHAPES = {"qkv": (768, 2304), "proj": (768, 768), "fc1": (768, 3072), "fc2": (30
 TOKENS = 80  # 4x4 template + 8x8 search tokens
 
 
+def timed_call(fn, calls: int) -> list[float]:
+    """``calls`` timed calls of ``fn()`` after 5 warm-up calls; seconds each."""
+    for _ in range(5):
+        fn()
+    out = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
 def timed(session, feeds: dict, calls: int) -> list[float]:
-    """``calls`` timed runs after 5 warm-up runs; seconds each."""
-    for _ in range(5):
-        session.run(None, feeds)
-    out = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        session.run(None, feeds)
-        out.append(time.perf_counter() - t)
-    return out
-
-
-def timed_torch(fn, calls: int) -> list[float]:
-    """:func:`timed` for a PyTorch callable."""
-    for _ in range(5):
-        fn()
-    out = []
-    for _ in range(calls):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+    """:func:`timed_call` of one onnxruntime session on ``feeds``."""
+    return timed_call(lambda: session.run(None, feeds), calls)
 
 
 def torch_int_mm_calls(blocks: int, seed: int = 0) -> dict[str, object]:
@@ -166,7 +159,7 @@ def main() -> None:
         for k, (s, feeds) in sess.items():
             times[k] += timed(s, feeds, a.calls)
         for k, fn in torch_calls.items():
-            times[k] += timed_torch(fn, a.calls)
+            times[k] += timed_call(fn, a.calls)
     load1 = os.getloadavg()[0]
     gops = {k: 2 * TOKENS * kk * n / 1e9 for k, (kk, n) in SHAPES.items()}
     gops["48 GEMMs (12 blocks)"] = 12 * sum(gops.values())
