@@ -4,9 +4,11 @@
 
 ``DEMO_OUT`` is a finished ``lorat demo`` folder (its data, and its domain-A backbone unless ``--pretrain``).
 Keys: ``m.<field>=v`` a ModelConfig override of the demo model (``m.search_area_factor=3.0``), ``steps=N``
-(adaptation steps, default the demo's), ``psteps=N`` (pretraining steps with ``--pretrain``), ``lr=x`` (LoRA
-learning rate), ``data=DIR`` (another data root with ``domain_A`` / ``domain_B``), ``peft=full``, ``neg=p``
-(share of negative pairs, ``TrainConfig.negative_pair_prob``); any other
+(adaptation steps, default the demo's), ``psteps=N`` (pretraining steps with ``--pretrain``),
+``lr=x`` (the adaptation stage's peak learning rate; default ``DemoPlan.lora_lr`` / ``full_lr``), ``data=DIR``
+(another data root with ``domain_A`` / ``domain_B``), ``peft=full``, ``neg=p``
+(share of negative pairs, ``TrainConfig.negative_pair_prob``), ``seed=N`` (``DemoPlan.seed``, the training
+seed: another draw of the same recipe); any other
 ``field=value`` is a training-transform override (``TrainConfig.augment``: ``translation_jitter=1.0``) added to
 the demo's (a later entry wins: ``m.search_area_factor=4.0 translation_jitter=3.0`` is LoRAT's geometry). Each
 ``--test`` folder (a GOT-10k-layout root with a ``val`` split: the demo's ``data/domain_B``, a second held-out set
@@ -59,7 +61,7 @@ def main() -> None:
     a = p.parse_intermixed_args()
     torch.set_num_threads(2)
     plan = demo.DemoPlan()
-    model_over, augment, peft, lr = {}, list(plan.augment), "lora", 1e-3
+    model_over, augment, peft, lr = {}, list(plan.augment), "lora", None
     steps, psteps, data, negative = plan.adapt_steps, plan.pretrain_steps, a.demo_out / "data", 0.0
     for item in a.overrides:
         key, value = item.split("=", 1)
@@ -75,6 +77,8 @@ def main() -> None:
             peft = value
         elif key == "neg":
             negative = float(value)
+        elif key == "seed":
+            plan.seed = int(value)
         else:
             augment.append(item)
     plan.augment = tuple(augment)
@@ -84,14 +88,14 @@ def main() -> None:
     t0 = time.perf_counter()
     if a.pretrain:
         demo._train_stage("pretrain_A", out, plan, psteps, data / "domain_A", {"peft": "full", **model_over}, None,
-                          lr=1e-3)
+                          lr=plan.pretrain_lr)
         backbone = out / "pretrain_A" / "backbone.safetensors"
         if not backbone.is_file():
             export_dinov2(load_checkpoint(out / "pretrain_A" / "model_final.safetensors"), backbone)
     t1 = time.perf_counter()
     stage = f"{peft}_B"
     demo._train_stage(stage, out, plan, steps, data / "domain_B", {"peft": peft, **model_over}, backbone,
-                      lr=lr if peft == "lora" else 3e-4)
+                      lr=lr or (plan.lora_lr if peft == "lora" else plan.full_lr))
     row = {"tag": a.tag, "overrides": a.overrides, "pretrain": a.pretrain, "pretrain_s": round(t1 - t0),
            "adapt_s": round(time.perf_counter() - t1)}
     tests = a.test or [a.demo_out / "data" / "domain_B"]

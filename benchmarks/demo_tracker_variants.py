@@ -3,6 +3,7 @@
     PYTHONPATH=src python benchmarks/demo_tracker_variants.py losses DEMO_OUT
     PYTHONPATH=src python benchmarks/demo_tracker_variants.py track MODEL TEST_ROOT [TEST_ROOT ...] \
         --variant replace --threshold 0.6 --every 5
+    PYTHONPATH=src python benchmarks/demo_tracker_variants.py track MODEL TEST_ROOT --variant flip
     PYTHONPATH=src python benchmarks/demo_tracker_variants.py strip DEMO_OUT SEQUENCE FIRST LAST OUT.jpg
 
 ``losses``: for each held-out sequence of a finished ``lorat demo`` folder, the mean IoU of the LoRAT row and
@@ -23,6 +24,10 @@ scored like the report's LoRAT row on each ``TEST_ROOT`` (the ``val`` split of a
   score-weighted mean of the two boxes;
 * ``scale_penalty``: SiamRPN's scale and aspect-change penalty ``exp(-k (r_c s_c - 1))`` on each cell's
   probability before the window, against the state's size in the crop (``--k``; 0 = the demo's tracker).
+* ``flip`` / ``flip4``: test-time augmentation: template and search crop also run mirrored left-right
+  (training flips pairs the same way), and for ``flip4`` top-bottom and both (never seen in training), in the
+  same batched forward; each pass's score map and boxes are mirrored back, the probabilities averaged and each
+  cell's box the score-weighted mean of the passes' boxes.
 * ``blank_template`` / ``other_template``: a diagnostic, not a remedy: the template crop replaced by the
   normalised mean colour (zeros), or by the template of the sequence started before (the first keeps its own;
   the foreground mask moves with it). If the AUC barely moves, the model ranks the cells without the template.
@@ -65,17 +70,46 @@ class VariantTracker(Tracker):
         return st
 
     def forward(self, templates, x, states):
-        if self.variant != "ensemble":
-            return super().forward(templates, x, states)
-        z = torch.stack([s.extra[k][0] for k in ("first", "second") for s in states])  # (2B, 3, Hz, Wz)
-        m = torch.stack([s.extra[k][1] for k in ("first", "second") for s in states])
-        out = self.run_model(z, torch.cat([x, x]), m)
         n = x.shape[0]
-        p = out["score_map"].float().sigmoid()
-        p0, p1, b0, b1 = p[:n], p[n:], out["boxes"][:n].float(), out["boxes"][n:].float()
+        if self.variant in ("flip", "flip4"):
+            return self.mirrored_forward(templates, x)
+        if self.variant == "ensemble":
+            z = torch.stack([s.extra[k][0] for k in ("first", "second") for s in states])  # (2B, 3, Hz, Wz)
+            m = torch.stack([s.extra[k][1] for k in ("first", "second") for s in states])
+            out = self.run_model(z, torch.cat([x, x]), m)
+            p = out["score_map"].float().sigmoid()
+            p0, p1, b0, b1 = p[:n], p[n:], out["boxes"][:n].float(), out["boxes"][n:].float()
+        else:
+            return super().forward(templates, x, states)
         mean = ((1 - self.mix) * p0 + self.mix * p1).clamp(1e-6, 1 - 1e-6)
         w0 = ((1 - self.mix) * p0 / mean)[..., None]
         return {"score_map": torch.logit(mean), "boxes": w0 * b0 + (1 - w0) * b1}
+
+    def mirrored_forward(self, templates, x):
+        """Test-time mirroring: every pass in one batch, its maps and boxes mapped back, probabilities averaged."""
+        z, m = templates
+        n = x.shape[0]
+        passes = [(), (-1,)] if self.variant == "flip" else [(), (-1,), (-2,), (-2, -1)]  # image axes flipped
+
+        def mirror(t, dims):
+            return t.flip(dims) if dims else t
+
+        out = self.run_model(*(torch.cat([mirror(t, d) for d in passes]) for t in (z, x, m)))
+        probs, boxes = [], []
+        for k, dims in enumerate(passes):
+            p = out["score_map"][k * n:(k + 1) * n].float().sigmoid()  # (B, H, W)
+            b = out["boxes"][k * n:(k + 1) * n].float()  # (B, H, W, 4) normalised xyxy
+            if -1 in dims:  # left-right: cell j is cell W-1-j, and x0' = 1 - x1
+                p, b = p.flip(-1), b.flip(-2)
+                b = torch.stack([1 - b[..., 2], b[..., 1], 1 - b[..., 0], b[..., 3]], dim=-1)
+            if -2 in dims:  # top-bottom
+                p, b = p.flip(-2), b.flip(-3)
+                b = torch.stack([b[..., 0], 1 - b[..., 3], b[..., 2], 1 - b[..., 1]], dim=-1)
+            probs.append(p)
+            boxes.append(b)
+        p, b = torch.stack(probs), torch.stack(boxes)  # (K, B, H, W), (K, B, H, W, 4)
+        weight = (p / p.sum(0).clamp_min(1e-12))[..., None]  # each cell's box: the score-weighted mean
+        return {"score_map": torch.logit(p.mean(0).clamp(1e-6, 1 - 1e-6)), "boxes": (weight * b).sum(0)}
 
     def decode(self, outputs, crops, states):
         if self.variant != "scale_penalty":
@@ -204,7 +238,7 @@ def main() -> None:
     tr = sub.add_parser("track")
     tr.add_argument("model", type=Path)
     tr.add_argument("tests", type=Path, nargs="+")
-    variants = ("none", "replace", "ensemble", "scale_penalty", "blank_template", "other_template")
+    variants = ("none", "replace", "ensemble", "flip", "flip4", "scale_penalty", "blank_template", "other_template")
     tr.add_argument("--variant", choices=variants, default="none")
     tr.add_argument("--threshold", type=float, default=0.6)
     tr.add_argument("--every", type=int, default=5)
