@@ -95,7 +95,7 @@ def main() -> None:
     t1 = time.perf_counter()
     stage = f"{peft}_B"
     demo._train_stage(stage, out, plan, steps, data / "domain_B", {"peft": peft, **model_over}, backbone,
-                      lr=lr or (plan.lora_lr if peft == "lora" else plan.full_lr))
+                      lr=lr if lr is not None else plan.lora_lr if peft == "lora" else plan.full_lr)
     row = {"tag": a.tag, "overrides": a.overrides, "pretrain": a.pretrain, "pretrain_s": round(t1 - t0),
            "adapt_s": round(time.perf_counter() - t1)}
     tests = a.test or [a.demo_out / "data" / "domain_B"]

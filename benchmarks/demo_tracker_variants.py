@@ -70,17 +70,16 @@ class VariantTracker(Tracker):
         return st
 
     def forward(self, templates, x, states):
-        n = x.shape[0]
         if self.variant in ("flip", "flip4"):
             return self.mirrored_forward(templates, x)
-        if self.variant == "ensemble":
-            z = torch.stack([s.extra[k][0] for k in ("first", "second") for s in states])  # (2B, 3, Hz, Wz)
-            m = torch.stack([s.extra[k][1] for k in ("first", "second") for s in states])
-            out = self.run_model(z, torch.cat([x, x]), m)
-            p = out["score_map"].float().sigmoid()
-            p0, p1, b0, b1 = p[:n], p[n:], out["boxes"][:n].float(), out["boxes"][n:].float()
-        else:
+        if self.variant != "ensemble":
             return super().forward(templates, x, states)
+        z = torch.stack([s.extra[k][0] for k in ("first", "second") for s in states])  # (2B, 3, Hz, Wz)
+        m = torch.stack([s.extra[k][1] for k in ("first", "second") for s in states])
+        out = self.run_model(z, torch.cat([x, x]), m)
+        n = x.shape[0]
+        p = out["score_map"].float().sigmoid()
+        p0, p1, b0, b1 = p[:n], p[n:], out["boxes"][:n].float(), out["boxes"][n:].float()
         mean = ((1 - self.mix) * p0 + self.mix * p1).clamp(1e-6, 1 - 1e-6)
         w0 = ((1 - self.mix) * p0 / mean)[..., None]
         return {"score_map": torch.logit(mean), "boxes": w0 * b0 + (1 - w0) * b1}
@@ -99,9 +98,8 @@ class VariantTracker(Tracker):
         for k, dims in enumerate(passes):
             p = out["score_map"][k * n:(k + 1) * n].float().sigmoid()  # (B, H, W)
             b = out["boxes"][k * n:(k + 1) * n].float()  # (B, H, W, 4) normalised xyxy
-            if -1 in dims:  # left-right: cell j is cell W-1-j, and x0' = 1 - x1
-                p, b = p.flip(-1), b.flip(-2)
-                b = torch.stack([1 - b[..., 2], b[..., 1], 1 - b[..., 0], b[..., 3]], dim=-1)
+            if -1 in dims:  # left-right: cell j is cell W-1-j, and x -> 1 - x
+                p, b = p.flip(-1), bx.hflip(b.flip(-2), 1.0)
             if -2 in dims:  # top-bottom
                 p, b = p.flip(-2), b.flip(-3)
                 b = torch.stack([b[..., 0], 1 - b[..., 3], b[..., 2], 1 - b[..., 1]], dim=-1)

@@ -57,14 +57,6 @@ DEMO_MODEL = ModelConfig(name="lorat-demo", embed_dim=256, depth=4, num_heads=8,
 #: the official tracker for comparison.
 DEMO_SIZE_LR = 0.15
 
-#: Peak learning rates of the adaptation stages (``DemoPlan.lora_lr`` / ``full_lr``; docs/demo.md, phase 10):
-#: at 1e-3 / 3e-4 (phases 1-9) both underfit their 300 steps. LoRA, mean of 3 training seeds on the demo's / seed-8
-#: / seed-9 / seed-10 sets: 45.5 / 43.7 / 34.3 / 31.3 at 1e-3, 47.7 / 44.7 / 36.3 / 34.5 at 2e-3, 46.6 / 45.6 /
-#: 37.5 / 34.4 at 4e-3 (a plateau). Full fine-tuning, one seed: 41.6 / 33.2 / 30.1 / 24.2 at 3e-4, 44.9 / 43.5 /
-#: 35.2 / 28.2 at 6e-4, 45.1 / 41.5 / 32.5 / 26.1 at 1e-3.
-LORA_LR = 2e-3
-FULL_LR = 6e-4
-
 #: Tracking precision: "auto" = bf16 weights on CPUs where bf16 is measured faster (the AMD Zen 5 VMs), fp32 elsewhere
 #: (an Intel Xeon VM without AMX: its bf16 is slower). On a Zen VM the demo's LoRA model tracked 2.5x faster in bf16
 #: than in fp32 at the same AUC (17.9 vs 16.4 on 12 sequences, within noise; benchmarks/demo_tracker_settings.md).
@@ -139,10 +131,14 @@ class DemoPlan:
     pretrain: bool = False
     pretrain_steps: int = 1000
     adapt_steps: int = 300
-    #: peak learning rates (AdamW, cosine to 1 % after a 10 % warm-up) of the three stages
+    #: peak learning rates (AdamW, cosine to 1 % after a 10 % warm-up) of the three stages. At 1e-3 / 3e-4
+    #: (phases 1-9) both adaptation stages underfit their 300 steps (docs/demo.md, phase 10). LoRA, mean of 3
+    #: training seeds on the demo's / seed-8 / seed-9 / seed-10 sets: 45.5 / 43.7 / 34.3 / 31.3 at 1e-3,
+    #: 47.7 / 44.7 / 36.3 / 34.5 at 2e-3, 46.6 / 45.6 / 37.5 / 34.4 at 4e-3 (a plateau). Full fine-tuning, one
+    #: seed: 41.6 / 33.2 / 30.1 / 24.2 at 3e-4, 44.9 / 43.5 / 35.2 / 28.2 at 6e-4, 45.1 / 41.5 / 32.5 / 26.1 at 1e-3.
     pretrain_lr: float = 1e-3
-    lora_lr: float = LORA_LR
-    full_lr: float = FULL_LR
+    lora_lr: float = 2e-3
+    full_lr: float = 6e-4
     batch_size: int = 32
     #: loader workers: 0 (inline) is fastest on 2 cores, where worker processes preempt the model's threads
     workers: int = 0
@@ -157,7 +153,7 @@ class DemoPlan:
     #: ``TrainConfig.negative_pair_prob`` of every stage (0: LoRAT's sampling)
     negative_pair_prob: float = 0.0
     #: ``TrainConfig.seed`` of every stage (sampling, augmentation, head initialisation)
-    seed: int = 42
+    seed: int = TrainConfig.seed
 
     @classmethod
     def quick(cls, pretrain: bool = False) -> DemoPlan:
