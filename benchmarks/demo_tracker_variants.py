@@ -14,6 +14,11 @@ a distractor taking over a visible target, not an occlusion.
 ``strip``: frames ``FIRST..LAST-1`` of one held-out sequence and then its frame 0 (the template), 4 per row at
 twice the size, with the ground truth (green), the LoRAT row's box (red) and CSRT's (blue): what a loss looks like.
 
+``takeovers``: tracks ``TEST_ROOT`` with the demo's tracker and, at each frame where its IoU falls from above
+0.1 to at most 0.1 with the target visible, asks whether the target (its centre within 0.3 target sizes) was one
+of the score map's other local maxima (at ``>= --rel`` times the maximum): whether a test-time choice among
+peaks could have kept it.
+
 ``track``: the demo's tracker (``lorat.demo._track_config``: bf16, ``size_lr``) with one non-official change,
 scored like the report's LoRAT row on each ``TEST_ROOT`` (the ``val`` split of a GOT-10k-layout root):
 
@@ -28,6 +33,14 @@ scored like the report's LoRAT row on each ``TEST_ROOT`` (the ``val`` split of a
   (training flips pairs the same way), and for ``flip4`` top-bottom and both (never seen in training), in the
   same batched forward; each pass's score map and boxes are mirrored back, the probabilities averaged and each
   cell's box the score-weighted mean of the passes' boxes.
+* ``associate``: KeepTrack's idea without its learnt matcher: the candidates of a frame are the official
+  (windowed argmax) cell and the local maxima (3x3) of the probability map at ``>= --rel`` times its maximum that
+  are not next to it, each at its cell's box centre in the image; the ones not chosen are remembered as
+  distractors. When the windowed argmax lies nearer to a distractor of the
+  previous frame than to the previous target, and another candidate lies nearer to the target than to every
+  distractor, that candidate is chosen instead (the best of them by windowed score).
+* ``--with OTHER [OTHER ...]`` (with any variant but ``flip``, ``flip4`` and ``ensemble``): more models (checkpoints) run on the
+  same crops; the probabilities are averaged and each cell's box is the score-weighted mean of the models' boxes.
 * ``blank_template`` / ``other_template``: a diagnostic, not a remedy: the template crop replaced by the
   normalised mean colour (zeros), or by the template of the sequence started before (the first keeps its own;
   the foreground mask moves with it). If the AUC barely moves, the model ranks the cells without the template.
@@ -47,7 +60,7 @@ from lorat.data import transforms as T
 from lorat.data.datasets import load_benchmark
 from lorat.hub import load_checkpoint
 from lorat.track.decode import decode_prediction
-from lorat.track.tracker import Tracker
+from lorat.track.tracker import Tracker, prepare_model
 
 OUT = Path("/tmp/demo_tracker_variants")
 
@@ -55,7 +68,7 @@ OUT = Path("/tmp/demo_tracker_variants")
 class VariantTracker(Tracker):
     """LoRAT's tracker with the module docstring's variants (set the class attributes before tracking)."""
 
-    variant, threshold, every, mix, k = "none", 0.6, 5, 0.5, 0.0
+    variant, threshold, every, mix, k, rel, switch = "none", 0.6, 5, 0.5, 0.0, 0.3, True
 
     def new_state(self, image, box, seq_id):
         st = super().new_state(image, box, seq_id)
@@ -69,11 +82,19 @@ class VariantTracker(Tracker):
         st.extra.update(first=(st.z, st.z_mask), second=(st.z, st.z_mask), refreshed=0)
         return st
 
+    others: list = []  # the ``--with`` models, prepared like the tracker's own
+
     def forward(self, templates, x, states):
         if self.variant in ("flip", "flip4"):
             return self.mirrored_forward(templates, x)
         if self.variant != "ensemble":
-            return super().forward(templates, x, states)
+            out = super().forward(templates, x, states)
+            if not self.others:
+                return out
+            z, z_mask = templates
+            with torch.inference_mode():
+                outs = [out, *(other(z, x, z_mask) for other in self.others)]
+            return _average([o["score_map"].float().sigmoid() for o in outs], [o["boxes"].float() for o in outs])
         z = torch.stack([s.extra[k][0] for k in ("first", "second") for s in states])  # (2B, 3, Hz, Wz)
         m = torch.stack([s.extra[k][1] for k in ("first", "second") for s in states])
         out = self.run_model(z, torch.cat([x, x]), m)
@@ -105,11 +126,11 @@ class VariantTracker(Tracker):
                 b = torch.stack([b[..., 0], 1 - b[..., 3], b[..., 2], 1 - b[..., 1]], dim=-1)
             probs.append(p)
             boxes.append(b)
-        p, b = torch.stack(probs), torch.stack(boxes)  # (K, B, H, W), (K, B, H, W, 4)
-        weight = (p / p.sum(0).clamp_min(1e-12))[..., None]  # each cell's box: the score-weighted mean
-        return {"score_map": torch.logit(p.mean(0).clamp(1e-6, 1 - 1e-6)), "boxes": (weight * b).sum(0)}
+        return _average(probs, boxes)
 
     def decode(self, outputs, crops, states):
+        if self.variant == "associate":
+            return self.associate(outputs, crops, states)
         if self.variant != "scale_penalty":
             return super().decode(outputs, crops, states)
         logits, boxes = outputs["score_map"].float(), outputs["boxes"].float()  # (B, H, W), (B, H, W, 4)
@@ -136,6 +157,43 @@ class VariantTracker(Tracker):
                         for i, c in enumerate(crops)])
         return out, confidence.double().cpu().numpy()
 
+    def associate(self, outputs, crops, states):
+        """The ``associate`` variant: windowed argmax unless it is a remembered distractor (module docstring)."""
+        import torch.nn.functional as F
+
+        logits, boxes = outputs["score_map"].float(), outputs["boxes"].float()  # (B, H, W), (B, H, W, 4)
+        p = logits.sigmoid()
+        H, W = p.shape[-2:]
+        wp = self.cfg.window_penalty
+        q = (p * (1 - wp) + self.window((H, W)) * wp).flatten(1)  # (B, H*W): the official ranking
+        peak = (p == F.max_pool2d(p[:, None], 3, 1, 1)[:, 0]) & (p >= self.rel * p.flatten(1).max(1)[0][:, None, None])
+        ws, hs = self.search_size
+        scale = np.array([ws, hs, ws, hs])
+        out, conf = np.empty((len(crops), 4)), np.empty(len(crops))
+        best = q.argmax(1).cpu().numpy()  # the official choice, kept unless the rule below overrides it
+        for i, (c, st) in enumerate(zip(crops, states)):
+            cells = peak[i].flatten().nonzero()[:, 0].cpu().numpy()
+            cells = cells[np.argsort(-q[i, cells].cpu().numpy(), kind="stable")]  # best windowed score first
+            near = np.maximum(abs(cells // W - best[i] // W), abs(cells % W - best[i] % W)) <= 1
+            cells = np.concatenate([[best[i]], cells[~near]])  # the official cell, then the other peaks
+            img = np.stack([T.boxes_from_crop(boxes[i].reshape(-1, 4)[j].double().cpu().numpy() * scale,
+                                              c.scale, c.translation) for j in cells])  # (K, 4) image xyxy
+            centres = (img[:, :2] + img[:, 2:]) / 2
+            side = max(float(np.sqrt(np.prod(st.box[2:] - st.box[:2]))), 1.0)
+            d_target = np.linalg.norm(centres - (st.box[:2] + st.box[2:]) / 2, axis=1) / side
+            known = st.extra.get("distractors", np.zeros((0, 2)))
+            d_distr = (np.linalg.norm(centres[:, None] - known[None], axis=2).min(1) / side if len(known)
+                       else np.full(len(cells), np.inf))
+            pick = 0
+            if self.switch and d_distr[0] < d_target[0]:
+                on_target = np.nonzero(d_target < d_distr)[0]
+                if len(on_target):
+                    pick = int(on_target[0])
+            st.extra["distractors"] = np.delete(centres, pick, axis=0)
+            out[i] = bx.clip_to_image(img[pick], *c.image_size)
+            conf[i] = float(p[i].flatten()[cells[pick]])
+        return out, conf
+
     def update(self, state, box, score, image):
         super().update(state, box, score, image)
         if self.variant not in ("replace", "ensemble"):
@@ -150,7 +208,15 @@ class VariantTracker(Tracker):
                 state.extra["second"] = z
 
 
-def track_auc(model: Path, root: Path, tag: str, **variant) -> float:
+def _average(probs: list, boxes: list) -> dict:
+    """Passes' ``(B, H, W)`` probabilities and ``(B, H, W, 4)`` boxes -> one output: mean probability (as logits),
+    each cell's box the score-weighted mean of the passes' boxes."""
+    p, b = torch.stack(probs), torch.stack(boxes)  # (K, B, H, W), (K, B, H, W, 4)
+    weight = (p / p.sum(0).clamp_min(1e-12))[..., None]
+    return {"score_map": torch.logit(p.mean(0).clamp(1e-6, 1 - 1e-6)), "boxes": (weight * b).sum(0)}
+
+
+def track_auc(model: Path, root: Path, tag: str, others: tuple = (), **variant) -> float:
     """The report's LoRAT-row AUC of ``model`` with ``variant`` on the ``val`` split of ``root``."""
     import shutil
 
@@ -159,6 +225,7 @@ def track_auc(model: Path, root: Path, tag: str, **variant) -> float:
     tracker = VariantTracker(load_checkpoint(model), demo._track_config())
     for key, value in variant.items():
         setattr(tracker, key, value)
+    tracker.others = [prepare_model(load_checkpoint(m), tracker.cfg, tracker.device, tracker.precision) for m in others]
     # the runner resumes finished sequences: a new setting must not reuse old boxes
     shutil.rmtree(OUT / "results" / tag, ignore_errors=True)
     return auc_of(tracker, root, OUT / "results", tag)
@@ -183,6 +250,40 @@ def losses(demo_out: Path) -> None:
             lost.append(first)
         before = "".join(map(str, cover[max(0, lost[0] - 8):lost[0]])) if lost[0] > 0 else ""
         print(f"| {seq.name} | {row[0]} | {row[1]} | {lost[0]} | {lost[1]} | {before} |")
+
+
+def takeovers(model: Path, root: Path, rel: float) -> None:
+    """The ``takeovers`` count of the module docstring."""
+    import cv2
+
+    from demo_box_errors import iou_xywh
+
+    tracker = VariantTracker(load_checkpoint(model), demo._track_config())
+    tracker.variant, tracker.rel, tracker.switch = "associate", rel, False  # the official choice, peaks recorded
+    events = found = 0
+    for seq in load_benchmark("got10k_val", root):
+        tracker.reset()
+        for t, path in enumerate(seq.frames):
+            image = cv2.imread(str(path))
+            if image is None:
+                raise SystemExit(f"cannot read {path}")
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            if t == 0:
+                tracker.initialize(image, seq.boxes[0])
+                on = True
+                continue
+            box, _ = tracker.track(image)
+            truth = seq.boxes[t]
+            if not (np.isfinite(truth).all() and truth[2] > 0 and truth[3] > 0):
+                continue
+            was, on = on, iou_xywh(np.asarray(box)[None], truth[None])[0] > 0.1
+            if was and not on:
+                others = next(iter(tracker.states.values())).extra["distractors"]  # the peaks not chosen
+                centre, side = truth[:2] + truth[2:] / 2, float(np.sqrt(truth[2] * truth[3]))
+                hit = len(others) > 0 and float((np.linalg.norm(others - centre, axis=1) / side).min()) < 0.3
+                events, found = events + 1, found + int(hit)
+                print(f"{seq.name} frame {t}: {len(others)} other peak(s), target among them: {hit}")
+    print(f"{events} takeovers (IoU > 0.1 -> <= 0.1, target visible); the target was another peak at {found}")
 
 
 def _boxes(path: Path) -> np.ndarray:
@@ -233,25 +334,36 @@ def main() -> None:
     st.add_argument("first", type=int)
     st.add_argument("last", type=int)
     st.add_argument("out", type=Path)
+    to = sub.add_parser("takeovers")
+    to.add_argument("model", type=Path)
+    to.add_argument("test", type=Path)
+    to.add_argument("--rel", type=float, default=0.1)
     tr = sub.add_parser("track")
     tr.add_argument("model", type=Path)
     tr.add_argument("tests", type=Path, nargs="+")
-    variants = ("none", "replace", "ensemble", "flip", "flip4", "scale_penalty", "blank_template", "other_template")
+    variants = ("none", "replace", "ensemble", "flip", "flip4", "scale_penalty", "blank_template", "other_template",
+                "associate")
     tr.add_argument("--variant", choices=variants, default="none")
     tr.add_argument("--threshold", type=float, default=0.6)
     tr.add_argument("--every", type=int, default=5)
     tr.add_argument("--mix", type=float, default=0.5)
     tr.add_argument("--k", type=float, default=0.0)
+    tr.add_argument("--rel", type=float, default=0.3)
+    tr.add_argument("--with", dest="others", type=Path, nargs="+", default=[], help="more models to average with")
     a = p.parse_args()
     torch.set_num_threads(2)
     if a.cmd == "losses":
         return losses(a.demo_out)
     if a.cmd == "strip":
         return strip(a.demo_out, a.sequence, a.first, a.last, a.out)
-    variant = {k: getattr(a, k) for k in ("variant", "threshold", "every", "mix", "k")}
-    tag = "_".join(str(v) for v in variant.values())
-    auc = [track_auc(a.model, t, f"{tag}_{i}", **variant) for i, t in enumerate(a.tests)]
-    print(json.dumps({**variant, "tests": [str(t) for t in a.tests], "auc": auc}))
+    if a.cmd == "takeovers":
+        return takeovers(a.model, a.test, a.rel)
+    if a.others and a.variant in ("flip", "flip4", "ensemble"):
+        raise SystemExit(f"--with does not combine with --variant {a.variant}")
+    variant = {k: getattr(a, k) for k in ("variant", "threshold", "every", "mix", "k", "rel")}
+    tag = "_".join(str(v) for v in variant.values()) + f"_with{len(a.others)}"
+    auc = [track_auc(a.model, t, f"{tag}_{i}", tuple(a.others), **variant) for i, t in enumerate(a.tests)]
+    print(json.dumps({**variant, "with": [str(m) for m in a.others], "tests": [str(t) for t in a.tests], "auc": auc}))
 
 
 if __name__ == "__main__":
