@@ -36,11 +36,12 @@ scored like the report's LoRAT row on each ``TEST_ROOT`` (the ``val`` split of a
 * ``associate``: KeepTrack's idea without its learnt matcher: the candidates of a frame are the official
   (windowed argmax) cell and the local maxima (3x3) of the probability map at ``>= --rel`` times its maximum that
   are not next to it, each at its cell's box centre in the image; the ones not chosen are remembered as
-  distractors. When the windowed argmax lies nearer to a distractor of the
-  previous frame than to the previous target, and another candidate lies nearer to the target than to every
-  distractor, that candidate is chosen instead (the best of them by windowed score).
-* ``--with OTHER [OTHER ...]`` (with any variant but ``flip``, ``flip4`` and ``ensemble``): more models (checkpoints) run on the
-  same crops; the probabilities are averaged and each cell's box is the score-weighted mean of the models' boxes.
+  distractors. When the windowed argmax lies nearer to a distractor of the previous frame than to the previous
+  target, and another candidate lies nearer to the target than to every distractor, that candidate is chosen
+  instead (the best of them by windowed score).
+* ``--with OTHER [OTHER ...]`` (with any variant but ``flip``, ``flip4`` and ``ensemble``): more models
+  (checkpoints) run on the same crops; the probabilities are averaged and each cell's box is the score-weighted
+  mean of the models' boxes.
 * ``blank_template`` / ``other_template``: a diagnostic, not a remedy: the template crop replaced by the
   normalised mean colour (zeros), or by the template of the sequence started before (the first keeps its own;
   the foreground mask moves with it). If the AUC barely moves, the model ranks the cells without the template.
