@@ -15,6 +15,10 @@ What it records, all interleaved in one process with ``lorat.bench`` (see ``docs
    reported as sequences per second and frames per second;
 3. the goals: LoRAT-B-224 model-only fp16 batch 1 >= 209 fps (the paper's number) and >= 1.3x the official
    path measured in the same run; printed as PASS / FAIL and stored in the JSON.
+
+``--dry-run`` runs every step of the script on the CPU with a tiny model (2 blocks of width 32 under each
+preset's name), the eager runtime and one round, and marks its outputs as a dry run: a check that the script
+works before a GPU's limited time is spent on it (the test suite runs it), not a measurement.
 """
 from __future__ import annotations
 
@@ -28,17 +32,24 @@ import torch
 
 PAPER_FPS_B224 = 209.0
 GOAL_RATIO = 1.3
+#: ``--dry-run``'s model: small enough for a CPU test, the rest of each preset unchanged.
+DRY_RUN_MODEL = {"embed_dim": 32, "depth": 2, "num_heads": 2, "template_size": 28, "search_size": 56}
 
 
-def evaluation_throughput(preset: str, runtime: str, batches: list[int], seq_len: int) -> list[dict]:
+def evaluation_throughput(preset: str, runtime: str, batches: list[int], seq_len: int, device: str = "cuda",
+                          half: str = "float16", overrides: dict | None = None) -> list[dict]:
     """Sequences/s of batched tracking: ``B`` sequences advanced together for ``seq_len`` frames."""
     import lorat
     from lorat.runtime import as_module, make_runtime
     from lorat.track.tracker import TrackConfig, Tracker
 
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
     torch.manual_seed(0)
-    rt = make_runtime(lorat.create_model(preset), runtime, "float16", "cuda")
-    tracker = Tracker(as_module(rt), TrackConfig(device="cuda", dtype="float32"))
+    rt = make_runtime(lorat.create_model(preset, **(overrides or {})), runtime, half, device)
+    tracker = Tracker(as_module(rt), TrackConfig(device=device, dtype="float32"))
     rng = np.random.default_rng(0)
     pool = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(8)]
     rows = []
@@ -48,11 +59,11 @@ def evaluation_throughput(preset: str, runtime: str, batches: list[int], seq_len
         tracker.initialize_many(ids, [pool[i % 8] for i in ids], [(200, 150, 100, 80)] * b)
         for _ in range(3):  # warm-up (and compile for this batch size)
             tracker.track_many(ids, [pool[i % 8] for i in ids])
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()
         for f in range(seq_len):
             tracker.track_many(ids, [pool[(i + f) % 8] for i in ids])
-        torch.cuda.synchronize()
+        sync()
         dt = time.perf_counter() - t0
         rows.append({"preset": preset, "runtime": runtime, "sequences": b, "seq_len": seq_len,
                      "sequences_per_s": b / dt, "frames_per_s": b * seq_len / dt})
@@ -69,11 +80,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=20)
     p.add_argument("--json", dest="json_path", default=None)
     p.add_argument("--markdown", default=None)
+    p.add_argument("--dry-run", action="store_true", help="every step on the CPU with a tiny model (module doc)")
     args = p.parse_args(argv)
 
     from lorat.files import atomic_write_text
 
-    if not torch.cuda.is_available():
+    device, runtimes, half, overrides = "cuda", ["eager", "compile"], "float16", {}
+    if args.dry_run:  # bf16 stands in for fp16, which the library refuses on CPU (no fast kernels)
+        device, runtimes, half, overrides = "cpu", ["eager"], "bfloat16", DRY_RUN_MODEL
+        args.rounds, args.calls, args.seq_len = 1, 1, 2
+        args.batches, args.eval_batches = [1, 2], [1, 2]
+    elif not torch.cuda.is_available():
         msg = "gpu_bench: no CUDA device available; skipped (nothing measured)."
         print(msg)
         if args.markdown:
@@ -84,37 +101,42 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.backends.cuda.matmul.allow_tf32 = True  # fp32 rows: what the official code runs on Ampere+
     results, text = {}, ["# GPU benchmark (`benchmarks/gpu_bench.py`)", ""]
+    if args.dry_run:
+        text += [f"**Dry run** on the CPU with a tiny model ({DRY_RUN_MODEL}) and bf16 for fp16: not a "
+                 "measurement.", ""]
     for preset in args.presets:
-        cfg = BenchConfig(preset=preset, device="cuda", runtimes=["eager", "compile"],
-                          precisions=["float32", "float16"], reference_precision="float16", batches=args.batches,
-                          rounds=args.rounds, calls=args.calls)
+        cfg = BenchConfig(preset=preset, device=device, runtimes=runtimes, precisions=["float32", half],
+                          reference_precision=half, batches=args.batches, rounds=args.rounds,
+                          calls=args.calls, peak=not args.dry_run, overrides=dict(overrides))
         r = run_bench(cfg)
         results[preset] = r
         text += [f"## {preset}", "", format_markdown(r)]
     evaluation = []
     for preset in args.presets:
-        for runtime in ("eager", "compile"):
-            evaluation += evaluation_throughput(preset, runtime, args.eval_batches, args.seq_len)
-    text += ["## Batched evaluation (fp16)", "", "| preset | runtime | sequences | seq/s | frames/s |",
+        for runtime in runtimes:
+            evaluation += evaluation_throughput(preset, runtime, args.eval_batches, args.seq_len, device, half,
+                                                overrides)
+    text += [f"## Batched evaluation ({half})", "", "| preset | runtime | sequences | seq/s | frames/s |",
              "|---|---|---|---|---|"]
     text += [f"| {e['preset']} | {e['runtime']} | {e['sequences']} | {e['sequences_per_s']:.2f} | "
              f"{e['frames_per_s']:.0f} |" for e in evaluation]
     goals = {}
     if "lorat-b-224" in results:
         rows = [r for r in results["lorat-b-224"]["rows"] if r["mode"] == "forward" and r["batch"] == 1
-                and r["precision"] == "float16" and r["runtime"] != "official"]
+                and r["precision"] == half and r["runtime"] != "official"]
         best = max(rows, key=lambda r: r["fps_med"])
         goals = {"variant": best["label"], "fps_med": best["fps_med"], "ratio_official": best["ratio_official"],
                  "paper_fps": PAPER_FPS_B224, "fps_goal_met": best["fps_med"] >= PAPER_FPS_B224,
                  "ratio_goal_met": (best["ratio_official"] or 0) >= GOAL_RATIO}
-        text += ["", f"Goal LoRAT-B-224 fp16 batch 1 model-only: best {best['label']} {best['fps_med']:.0f} fps "
+        text += ["", f"Goal LoRAT-B-224 {half} batch 1 model-only{' (dry run)' if args.dry_run else ''}: "
+                 f"best {best['label']} {best['fps_med']:.0f} fps "
                  f"({'PASS' if goals['fps_goal_met'] else 'FAIL'} vs {PAPER_FPS_B224:.0f}), "
                  f"{best['ratio_official']:.2f}x official ({'PASS' if goals['ratio_goal_met'] else 'FAIL'} "
                  f"vs {GOAL_RATIO}x)."]
     print("\n".join(text))
     if args.json_path:
-        atomic_write_text(args.json_path, json.dumps({"bench": results, "evaluation": evaluation, "goals": goals},
-                                                     indent=1))
+        atomic_write_text(args.json_path, json.dumps({"dry_run": args.dry_run, "bench": results,
+                                                      "evaluation": evaluation, "goals": goals}, indent=1))
     if args.markdown:
         atomic_write_text(args.markdown, "\n".join(text) + "\n")
     return 0

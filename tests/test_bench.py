@@ -130,18 +130,44 @@ def test_bench_rejects_bad_options():
         main(["bench", "--runtimes", "tensorrt"])
 
 
-def test_gpu_script_skips_cleanly_without_cuda(tmp_path, monkeypatch, capsys):
+def _gpu_script():
     import importlib.util
     from pathlib import Path
-
-    import torch
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_bench.py"
     spec = importlib.util.spec_from_file_location("gpu_bench", script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+def test_gpu_script_skips_cleanly_without_cuda(tmp_path, monkeypatch, capsys):
+    import torch
+
+    mod = _gpu_script()
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     md = tmp_path / "gpu.md"
     assert mod.main(["--markdown", str(md), "--json", str(tmp_path / "gpu.json")]) == 0
     assert "no CUDA device" in capsys.readouterr().out and "skipped" in md.read_text()
     assert not (tmp_path / "gpu.json").exists()  # nothing measured, no result file pretending otherwise
+
+
+def test_gpu_script_dry_run_runs_every_step_on_cpu(tmp_path, monkeypatch):
+    """The script's whole path (bench, batched evaluation, goals, files) on a tiny CPU model, marked as a dry run."""
+    import torch
+
+    mod = _gpu_script()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the dry run must not need a GPU
+    md, js = tmp_path / "gpu.md", tmp_path / "gpu.json"
+    assert mod.main(["--dry-run", "--markdown", str(md), "--json", str(js)]) == 0
+    doc = json.loads(js.read_text())
+    assert doc["dry_run"] is True and "Dry run" in md.read_text()
+    assert set(doc["bench"]) == {"lorat-b-224", "lorat-s-224"}
+    for r in doc["bench"].values():
+        assert r["config"]["overrides"]["depth"] == mod.DRY_RUN_MODEL["depth"]
+        assert {(row["mode"], row["batch"]) for row in r["rows"]} == {(m, b) for m in ("forward", "track")
+                                                                       for b in (1, 2)}
+    assert [(e["preset"], e["sequences"]) for e in doc["evaluation"]] == [
+        ("lorat-b-224", 1), ("lorat-b-224", 2), ("lorat-s-224", 1), ("lorat-s-224", 2)]
+    assert all(e["frames_per_s"] > 0 for e in doc["evaluation"])
+    assert doc["goals"]["paper_fps"] == mod.PAPER_FPS_B224 and doc["goals"]["variant"].startswith("eager/")
