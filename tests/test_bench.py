@@ -161,7 +161,7 @@ def test_gpu_script_dry_run_runs_every_step_on_cpu(tmp_path, monkeypatch):
     md, js = tmp_path / "gpu.md", tmp_path / "gpu.json"
     assert mod.main(["--dry-run", "--markdown", str(md), "--json", str(js)]) == 0
     doc = json.loads(js.read_text())
-    assert doc["dry_run"] is True and "Dry run" in md.read_text()
+    assert doc["dry_run"] is True and doc["partial"] is False and "Dry run" in md.read_text()
     assert set(doc["bench"]) == {"lorat-b-224", "lorat-s-224"}
     for r in doc["bench"].values():
         assert r["config"]["overrides"]["depth"] == mod.DRY_RUN_MODEL["depth"]
@@ -171,3 +171,19 @@ def test_gpu_script_dry_run_runs_every_step_on_cpu(tmp_path, monkeypatch):
         ("lorat-b-224", 1), ("lorat-b-224", 2), ("lorat-s-224", 1), ("lorat-s-224", 2)]
     assert all(e["frames_per_s"] > 0 for e in doc["evaluation"])
     assert doc["goals"]["paper_fps"] == mod.PAPER_FPS_B224 and doc["goals"]["variant"].startswith("eager/")
+
+
+def test_gpu_script_keeps_finished_parts_when_stopped(tmp_path, monkeypatch):
+    """A run that dies in the batched evaluation leaves the bench results and the goals on disk, marked partial."""
+    mod = _gpu_script()
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt  # what a time limit's signal handler or Ctrl-C raises
+
+    monkeypatch.setattr(mod, "evaluation_throughput", stopped)
+    md, js = tmp_path / "gpu.md", tmp_path / "gpu.json"
+    with pytest.raises(KeyboardInterrupt):
+        mod.main(["--dry-run", "--presets", "lorat-b-224", "--markdown", str(md), "--json", str(js)])
+    doc = json.loads(js.read_text())
+    assert doc["partial"] is True and list(doc["bench"]) == ["lorat-b-224"] and doc["evaluation"] == []
+    assert doc["goals"]["variant"] and "partial" in md.read_text() and "Goal LoRAT-B-224" in md.read_text()
