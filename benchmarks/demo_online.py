@@ -14,8 +14,12 @@ apart from this target. ``--hist w`` adds a colour model on the crop's pixels in
 (Staple / DAT-style: 16-bin-per-channel RGB histograms of the box and of the search area around it, per-pixel
 foreground likelihood box-filtered to the target's size and read at the cell centres, histograms updated at
 ``--hist_lr`` on confident frames), fused as ``(1 - w) fused + w colour``. ``--layers`` adds earlier blocks'
-search tokens to the regression's features. Scored like the report's LoRAT row (bf16 or fp32 by ``auto``, the
-demo's ``size_lr``) on the ``val`` split of each ``TEST_ROOT``.
+search tokens to the regression's features. ``--features hog`` replaces the ViT's tokens by hand-made ones of
+the crop's pixels, on the same grid (CSRT's kind of cue): per cell a 9-bin unsigned gradient-orientation
+histogram (HOG, magnitude-weighted, L2-normalised) and the cell's mean colour, each with its 3x3 neighbourhood
+(zeros outside the crop); ``both`` concatenates them with the ViT's tokens.
+Scored like the report's LoRAT row (bf16 or fp32 by ``auto``, the demo's ``size_lr``) on the ``val`` split of
+each ``TEST_ROOT``.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ class OnlineTracker(Tracker):
     """LoRAT's tracker plus a per-sequence ridge classifier on the head's input tokens (see module doc)."""
 
     alpha, lam, sigma, memory, threshold, hard, layers = 0.5, 0.1, 0.5, 8, 0.5, 0.0, ()
+    features = "vit"  # or "hog", "both" (module doc)
     hist, hist_lr = 0.0, 0.04  # weight and learning rate of the colour model (Staple / DAT-style)
 
     def __init__(self, model, cfg=None) -> None:
@@ -88,13 +93,44 @@ class OnlineTracker(Tracker):
         bg = np.bincount(idx[outer & ~inner], minlength=4096).astype(np.float64)
         return fg / max(fg.sum(), 1.0), bg / max(bg.sum(), 1.0)
 
+    def _hog(self, raw: np.ndarray) -> torch.Tensor:
+        """``(H, W, 3)`` uint8 crop -> ``(n*n, 9*9 + 3*9)`` HOG and mean-colour features with 3x3 context."""
+        n = self.search_size[0] // int(self.model.cfg.patch_size)  # the score map's side
+        c = raw.shape[0] // n  # pixels per cell
+        img = raw[:n * c, :n * c].astype(np.float32) / 255.0
+        gray = img @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        gx, gy = np.zeros_like(gray), np.zeros_like(gray)
+        gx[:, 1:-1], gy[1:-1] = gray[:, 2:] - gray[:, :-2], gray[2:] - gray[:-2]
+        mag, ang = np.hypot(gx, gy), np.mod(np.arctan2(gy, gx), np.pi)  # unsigned orientation in [0, pi)
+        bins = np.minimum((ang / np.pi * 9).astype(np.int64), 8)
+        cell = (np.arange(n * c) // c)
+        flat = (cell[:, None] * n + cell[None, :]) * 9 + bins  # (cell, bin) index of every pixel
+        hog = np.bincount(flat.ravel(), weights=mag.ravel(), minlength=n * n * 9).reshape(n, n, 9)
+        hog /= np.linalg.norm(hog, axis=-1, keepdims=True) + 1e-3
+        colour = img.reshape(n, c, n, c, 3).mean((1, 3))  # (n, n, 3)
+        grid = np.concatenate([hog, colour], -1)  # (n, n, 12)
+        padded = np.pad(grid, ((1, 1), (1, 1), (0, 0)))
+        ctx = [padded[1 + dy:1 + dy + n, 1 + dx:1 + dx + n] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        return torch.from_numpy(np.concatenate(ctx, -1).reshape(n * n, -1).astype(np.float32))
+
+    def _combine(self, vit: torch.Tensor, st) -> torch.Tensor:
+        """The regression's features of this frame for one sequence: ``(n*n, D)``."""
+        if self.features == "vit":
+            return vit
+        if self.features == "hog":
+            return st.extra["hog"]
+        return torch.cat([vit, st.extra["hog"]], -1)
+
     def crop_search(self, state, image):
         x, crop = super().crop_search(state, image)
-        if self.hist > 0:
+        if self.hist > 0 or self.features != "vit":
             # the crop's pixels back from the normalised tensor (the official normalisation inverted)
             mean = torch.tensor(T.IMAGENET_MEAN).view(3, 1, 1)
             std = torch.tensor(T.IMAGENET_STD).view(3, 1, 1)
             raw = ((x * std + mean) * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        if self.features != "vit":
+            state.extra["hog"] = self._hog(raw)
+        if self.hist > 0:
             fg, bg = state.extra["hfg"], state.extra["hbg"]
             idx = self._colour_index(raw)
             like = torch.from_numpy(fg[idx] / (fg[idx] + bg[idx] + 1e-6)).float()[None, None]
@@ -125,7 +161,7 @@ class OnlineTracker(Tracker):
         out = self.run_model(st.z[None], x, st.z_mask[None])
         hw = tuple(out["score_map"].shape[-2:])
         p0 = out["score_map"].float().sigmoid()[0].flatten().cpu()
-        st.extra["mem"] = [(self._feat[0].cpu(), self._label(box, crop, hw), p0)]
+        st.extra["mem"] = [(self._combine(self._feat[0].cpu(), st), self._label(box, crop, hw), p0)]
         st.extra["first"] = 1
         self._solve(st)
         return st
@@ -137,7 +173,7 @@ class OnlineTracker(Tracker):
 
     def decode(self, outputs, crops, states):
         logits, boxes = outputs["score_map"].float(), outputs["boxes"].float()
-        feat = outputs["feat"].cpu()
+        feat = [self._combine(f, st) for f, st in zip(outputs["feat"].cpu(), states)]
         p = logits.sigmoid()
         r = torch.stack([torch.cat([f, torch.ones(len(f), 1)], 1) @ st.extra["w"] for f, st in zip(feat, states)])
         fused = (1 - self.alpha) * p + self.alpha * r.view_as(p).clamp(0, 1)
@@ -192,10 +228,12 @@ def main() -> None:
                           ("hard", 0.0), ("hist", 0.0), ("hist_lr", 0.04)):
         p.add_argument(f"--{name}", type=type(default), default=default)
     p.add_argument("--layers", type=int, nargs="*", default=[], help="also the search tokens of these blocks")
+    p.add_argument("--features", choices=("vit", "hog", "both"), default="vit")
     a = p.parse_args()
     torch.set_num_threads(2)
     settings = {k: getattr(a, k) for k in ("alpha", "lam", "sigma", "memory", "threshold", "hard", "hist", "hist_lr")}
     settings["layers"] = tuple(a.layers)
+    settings["features"] = a.features
     tag = "_".join(str(v) for v in settings.values())
     auc = [track_auc(a.model, t, f"{tag}_{i}", **settings) for i, t in enumerate(a.tests)]
     print(json.dumps({**settings, "tests": [str(t) for t in a.tests], "auc": auc}))
