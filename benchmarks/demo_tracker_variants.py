@@ -83,7 +83,7 @@ class VariantTracker(Tracker):
         st.extra.update(first=(st.z, st.z_mask), second=(st.z, st.z_mask), refreshed=0)
         return st
 
-    others: list = []  # the ``--with`` models, prepared like the tracker's own
+    others: tuple = ()  # the ``--with`` models, prepared like the tracker's own
 
     def forward(self, templates, x, states):
         if self.variant in ("flip", "flip4"):
@@ -169,16 +169,17 @@ class VariantTracker(Tracker):
         q = (p * (1 - wp) + self.window((H, W)) * wp).flatten(1)  # (B, H*W): the official ranking
         peak = (p == F.max_pool2d(p[:, None], 3, 1, 1)[:, 0]) & (p >= self.rel * p.flatten(1).max(1)[0][:, None, None])
         ws, hs = self.search_size
-        scale = np.array([ws, hs, ws, hs])
+        # to numpy once: (B, H*W) scores and peak flags, (B, H*W, 4) boxes in search-crop pixels
+        q, p, peak = q.cpu().numpy(), p.flatten(1).cpu().numpy(), peak.flatten(1).cpu().numpy()
+        crop_boxes = boxes.flatten(1, 2).double().cpu().numpy() * np.array([ws, hs, ws, hs])
         out, conf = np.empty((len(crops), 4)), np.empty(len(crops))
-        best = q.argmax(1).cpu().numpy()  # the official choice, kept unless the rule below overrides it
+        best = q.argmax(1)  # the official choice, kept unless the rule below overrides it
         for i, (c, st) in enumerate(zip(crops, states)):
-            cells = peak[i].flatten().nonzero()[:, 0].cpu().numpy()
-            cells = cells[np.argsort(-q[i, cells].cpu().numpy(), kind="stable")]  # best windowed score first
+            cells = peak[i].nonzero()[0]
+            cells = cells[np.argsort(-q[i, cells], kind="stable")]  # best windowed score first
             near = np.maximum(abs(cells // W - best[i] // W), abs(cells % W - best[i] % W)) <= 1
             cells = np.concatenate([[best[i]], cells[~near]])  # the official cell, then the other peaks
-            img = np.stack([T.boxes_from_crop(boxes[i].reshape(-1, 4)[j].double().cpu().numpy() * scale,
-                                              c.scale, c.translation) for j in cells])  # (K, 4) image xyxy
+            img = np.stack([T.boxes_from_crop(crop_boxes[i, j], c.scale, c.translation) for j in cells])  # (K, 4)
             centres = (img[:, :2] + img[:, 2:]) / 2
             side = max(float(np.sqrt(np.prod(st.box[2:] - st.box[:2]))), 1.0)
             d_target = np.linalg.norm(centres - (st.box[:2] + st.box[2:]) / 2, axis=1) / side
@@ -192,7 +193,7 @@ class VariantTracker(Tracker):
                     pick = int(on_target[0])
             st.extra["distractors"] = np.delete(centres, pick, axis=0)
             out[i] = bx.clip_to_image(img[pick], *c.image_size)
-            conf[i] = float(p[i].flatten()[cells[pick]])
+            conf[i] = float(p[i, cells[pick]])
         return out, conf
 
     def update(self, state, box, score, image):
@@ -226,7 +227,8 @@ def track_auc(model: Path, root: Path, tag: str, others: tuple = (), **variant) 
     tracker = VariantTracker(load_checkpoint(model), demo._track_config())
     for key, value in variant.items():
         setattr(tracker, key, value)
-    tracker.others = [prepare_model(load_checkpoint(m), tracker.cfg, tracker.device, tracker.precision) for m in others]
+    tracker.others = tuple(prepare_model(load_checkpoint(m), tracker.cfg, tracker.device, tracker.precision)
+                           for m in others)
     # the runner resumes finished sequences: a new setting must not reuse old boxes
     shutil.rmtree(OUT / "results" / tag, ignore_errors=True)
     return auc_of(tracker, root, OUT / "results", tag)
@@ -255,9 +257,8 @@ def losses(demo_out: Path) -> None:
 
 def takeovers(model: Path, root: Path, rel: float) -> None:
     """The ``takeovers`` count of the module docstring."""
-    import cv2
-
     from demo_box_errors import iou_xywh
+    from lorat.data.images import read_image
 
     tracker = VariantTracker(load_checkpoint(model), demo._track_config())
     tracker.variant, tracker.rel, tracker.switch = "associate", rel, False  # the official choice, peaks recorded
@@ -265,10 +266,7 @@ def takeovers(model: Path, root: Path, rel: float) -> None:
     for seq in load_benchmark("got10k_val", root):
         tracker.reset()
         for t, path in enumerate(seq.frames):
-            image = cv2.imread(str(path))
-            if image is None:
-                raise SystemExit(f"cannot read {path}")
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            image = read_image(path)  # RGB; a missing or corrupt frame is an error naming it
             if t == 0:
                 tracker.initialize(image, seq.boxes[0])
                 on = True

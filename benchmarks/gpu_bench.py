@@ -43,13 +43,11 @@ def evaluation_throughput(preset: str, runtime: str, batches: list[int], seq_len
                           half: str = "float16", overrides: dict | None = None) -> list[dict]:
     """Sequences/s of batched tracking: ``B`` sequences advanced together for ``seq_len`` frames."""
     import lorat
+    from lorat.bench import _sync
     from lorat.runtime import as_module, make_runtime
     from lorat.track.tracker import TrackConfig, Tracker
 
-    def sync():
-        if device == "cuda":
-            torch.cuda.synchronize()
-
+    dev = torch.device(device)
     torch.manual_seed(0)
     rt = make_runtime(lorat.create_model(preset, **(overrides or {})), runtime, half, device)
     tracker = Tracker(as_module(rt), TrackConfig(device=device, dtype="float32"))
@@ -62,11 +60,11 @@ def evaluation_throughput(preset: str, runtime: str, batches: list[int], seq_len
         tracker.initialize_many(ids, [pool[i % 8] for i in ids], [(200, 150, 100, 80)] * b)
         for _ in range(3):  # warm-up (and compile for this batch size)
             tracker.track_many(ids, [pool[i % 8] for i in ids])
-        sync()
+        _sync(dev)
         t0 = time.perf_counter()
         for f in range(seq_len):
             tracker.track_many(ids, [pool[(i + f) % 8] for i in ids])
-        sync()
+        _sync(dev)
         dt = time.perf_counter() - t0
         rows.append({"preset": preset, "runtime": runtime, "sequences": b, "seq_len": seq_len,
                      "sequences_per_s": b / dt, "frames_per_s": b * seq_len / dt})
