@@ -24,32 +24,52 @@ STAMP = VENV / ".lorat-install-stamp"
 TORCH = "torch==2.13.0"  # the CPU wheel; a looser pin pulls GBs of CUDA packages
 
 
+# What each command installs besides torch and lorat's own dependencies: the demo needs none of the extras, so a
+# first `run.py demo` does not wait for the test tools (pytest, ruff, tensorboard, selenium, onnx).
+EXTRAS = {"demo": (), "test": ("dev", "onnx", "app"), "lorat": ("onnx", "app")}
+
+
 def _fingerprint() -> str:
     # Reinstall only when the dependency declaration changes.
     return hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + TORCH.encode()).hexdigest()
 
 
-def ensure_venv() -> None:
-    """Create the venv and install torch + lorat[dev,onnx,app] unless the stamp says it is current."""
+def _installed_extras() -> set[str] | None:
+    """The extras the stamp records for the current dependency declaration; None when it is stale or absent."""
+    if not STAMP.exists():
+        return None
+    fingerprint, _, extras = STAMP.read_text().partition("\n")
+    return {e for e in extras.split(",") if e} if fingerprint == _fingerprint() else None
+
+
+def ensure_venv(extras: tuple[str, ...] = ()) -> None:
+    """Create the venv and install torch + lorat[extras] unless the stamp says they are there already."""
     if not PY.exists():
         print(f"[setup] creating virtual environment in {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    if STAMP.exists() and STAMP.read_text() == _fingerprint():
+    have = _installed_extras()
+    if have is not None and set(extras) <= have:
         return
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    print(f"[setup] installing {TORCH} (first run only)", flush=True)
-    subprocess.check_call(pip + [TORCH])
-    print("[setup] installing lorat and its dependencies", flush=True)
-    subprocess.check_call(pip + ["-e", f"{ROOT}[dev,onnx,app]"])
-    STAMP.write_text(_fingerprint())
+    if have is None:
+        print(f"[setup] installing {TORCH} (first run only)", flush=True)
+        subprocess.check_call(pip + [TORCH])
+    wanted = sorted(set(extras) | (have or set()))
+    print(f"[setup] installing lorat and its dependencies{' [' + ','.join(wanted) + ']' if wanted else ''}",
+          flush=True)
+    subprocess.check_call(pip + ["-e", f"{ROOT}[{','.join(wanted)}]" if wanted else str(ROOT)])
+    STAMP.write_text(_fingerprint() + "\n" + ",".join(wanted))
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help"}:
         print(__doc__)
         return 0
-    ensure_venv()
     cmd, rest = argv[0], argv[1:]
+    if cmd not in EXTRAS:
+        print(f"unknown command {cmd!r}; expected demo, test or lorat", file=sys.stderr)
+        return 2
+    ensure_venv(EXTRAS[cmd])
     env = dict(os.environ)
     if cmd == "test":
         # The style check is part of the test command: a finding fails the run before any test starts.
@@ -60,11 +80,8 @@ def main(argv: list[str]) -> int:
         args = [str(PY), "-m", "pytest", *rest]
     elif cmd == "demo":
         args = [str(BIN / "lorat"), "demo", *rest]
-    elif cmd == "lorat":
-        args = [str(BIN / "lorat"), *rest]
     else:
-        print(f"unknown command {cmd!r}; expected demo, test or lorat", file=sys.stderr)
-        return 2
+        args = [str(BIN / "lorat"), *rest]
     return subprocess.call(args, cwd=ROOT, env=env)
 
 

@@ -142,3 +142,84 @@ def test_shipped_pretrained_model_tracks_unseen_domain_a_sequences(tmp_path):
         tracked.append(iou_xywh(boxes[ok], gt[ok]).mean())
         first.append(iou_xywh(np.repeat(s.boxes[:1], ok.sum(), axis=0), gt[ok]).mean())
     assert np.mean(tracked) > np.mean(first) + 0.15, (tracked, first)
+
+
+@pytest.fixture
+def adaptation_inputs(tmp_path):
+    """Tiny domain-B training data and the shipped stand-in's backbone, as the demo's adaptation stages take them."""
+    from lorat.data.synthetic import SyntheticConfig, make_synthetic_benchmark
+    from lorat.hub import export_dinov2
+
+    data = tmp_path / "domain_B"
+    make_synthetic_benchmark(data, SyntheticConfig(domain="B", seed=3, frames_per_sequence=12), num_train=3,
+                             num_val=0, progress=False)
+    backbone = tmp_path / "backbone.safetensors"
+    export_dinov2(load_checkpoint(SHIPPED_PRETRAINED), backbone)
+    return data, backbone
+
+
+def _stage(name, out, data, backbone, steps, peft="full"):
+    return (name, out, DemoPlan.quick(), steps, data, {"peft": peft}, backbone, 1e-3)
+
+
+def test_adaptation_stages_side_by_side_match_their_records(tmp_path, adaptation_inputs, capsys):
+    from lorat.demo import _adapt_side_by_side
+
+    data, backbone = adaptation_inputs
+    out = tmp_path / "out"
+    torch.set_num_threads(2)
+    first, second = _adapt_side_by_side(_stage("lora_B", out, data, backbone, 3, "lora"),
+                                        _stage("full_B", out, data, backbone, 3), out)
+    assert torch.get_num_threads() == 2  # restored after the stage
+    assert first["status"] == second["status"] == "finished" and first["step"] == second["step"] == 3
+    assert second == json.loads((out / "full_B" / "summary.json").read_text())
+    assert 0 < first["trainable_params"] < second["trainable_params"]
+    log = (out / "full_B" / "train.log").read_text()
+    assert "[train] done: 3 steps" in log  # the second process wrote its output there ...
+    printed = capsys.readouterr().out
+    assert "training alongside lora_B" in printed and "[demo] full_B: [train] done: 3 steps" in printed  # ... echoed
+
+
+def test_side_by_side_failure_of_the_other_stage_names_its_log(tmp_path, adaptation_inputs):
+    from lorat.demo import _adapt_side_by_side
+
+    data, backbone = adaptation_inputs
+    out = tmp_path / "out"
+    torch.set_num_threads(2)
+    with pytest.raises(RuntimeError, match=r"full_B stage stopped \(exit code 1\)(.|\n)*train\.log(.|\n)*no_such"):
+        _adapt_side_by_side(_stage("lora_B", out, data, backbone, 2, "lora"),
+                            _stage("full_B", out, tmp_path / "no_such_data", backbone, 2), out)
+    assert (out / "lora_B" / "summary.json").is_file()  # this process's stage finished regardless
+
+
+def test_interrupting_side_by_side_checkpoints_the_other_stage_and_a_rerun_resumes(tmp_path, adaptation_inputs,
+                                                                                     monkeypatch, capsys):
+    import time
+
+    import lorat.demo as demo
+
+    data, backbone = adaptation_inputs
+    out = tmp_path / "out"
+    log = out / "full_B" / "train.log"
+
+    def interrupted_stage(*args):  # this process's stage: Ctrl-C once the other one is training
+        deadline = time.monotonic() + 120
+        while "| 1/30" not in (log.read_text() if log.is_file() else ""):
+            assert time.monotonic() < deadline, "the second stage did not start"
+            time.sleep(0.2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "_train_stage", interrupted_stage)
+    torch.set_num_threads(2)
+    second = _stage("full_B", out, data, backbone, 30)
+    with pytest.raises(KeyboardInterrupt):
+        demo._adapt_side_by_side(_stage("lora_B", out, data, backbone, 30, "lora"), second, out)
+    assert torch.get_num_threads() == 2
+    # the other stage got one SIGTERM: it finished its step and wrote a checkpoint, not a final model
+    assert "signal 15" in log.read_text()
+    assert list((out / "full_B" / "checkpoints").iterdir()) and not (out / "full_B" / "summary.json").exists()
+    monkeypatch.undo()
+    capsys.readouterr()
+    summary = demo._train_stage(*second)  # a rerun continues from that checkpoint
+    assert summary["status"] == "finished" and summary["step"] == 30
+    assert "[train] resumed from" in capsys.readouterr().out
