@@ -412,3 +412,18 @@ def test_geometry_from_model_config(tiny_cfg):
     a = T.SiameseTrainTransform(quiet)(img, box, img, box, np.random.default_rng(0))
     b = T.SiameseTrainTransform(quiet)(img, box, img, box, np.random.default_rng(1))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_image_mean_of_a_decoded_frame_is_the_float64_mean_to_the_bit():
+    from lorat.data.transforms import image_mean
+
+    rng = np.random.default_rng(5)
+    for h, w in ((120, 160), (1080, 1920), (1, 1)):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        want = img.reshape(-1, 3).mean(axis=0, dtype=np.float64).astype(np.float32)
+        assert np.array_equal(image_mean(img).numpy(), want), (h, w)
+    big = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    for arr in (big[:, ::2], big[::3], big[:, ::-1], big.astype(np.float32)):  # views and floats: numpy's path
+        want = np.asarray(arr).reshape(-1, 3).mean(axis=0, dtype=np.float64).astype(np.float32)
+        assert np.array_equal(image_mean(arr).numpy(), want)
+    assert image_mean(big).dtype == torch.float32 and image_mean(big).shape == (3,)
