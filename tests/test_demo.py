@@ -174,6 +174,10 @@ def test_adaptation_stages_side_by_side_match_their_records(tmp_path, adaptation
     assert first["status"] == second["status"] == "finished" and first["step"] == second["step"] == 3
     assert second == json.loads((out / "full_B" / "summary.json").read_text())
     assert 0 < first["trainable_params"] < second["trainable_params"]
+    for stage, peft in (("lora_B", "lora"), ("full_B", "full")):  # each process trained its own stage's recipe
+        record = json.loads((out / stage / "train_config.json").read_text())
+        assert record["model"]["peft"] == peft and record["train"]["lr"] == 1e-3, stage
+        assert record["train"]["output_dir"] == str(out / stage), stage
     log = (out / "full_B" / "train.log").read_text()
     assert "[train] done: 3 steps" in log  # the second process wrote its output there ...
     printed = capsys.readouterr().out

@@ -111,7 +111,7 @@ def clip_to_image(boxes: BoxArray, width: float, height: float) -> BoxArray:
     if isinstance(b, torch.Tensor):
         return _stack([b[..., 0].clamp(0, width), b[..., 1].clamp(0, height),
                        b[..., 2].clamp(0, width), b[..., 3].clamp(0, height)], b)
-    # one clip against (w, h, w, h) in the boxes' dtype: the per-column clips' result, at a fifth of the cost
+    # one clip against (w, h, w, h) in the boxes' dtype: what four per-column clips and a stack give, in one call
     return np.clip(b, 0, np.array((width, height, width, height), dtype=b.dtype))
 
 

@@ -156,7 +156,7 @@ class DemoPlan:
     #: ``TrainConfig.seed`` of every stage (sampling, augmentation, head initialisation)
     seed: int = TrainConfig.seed
     #: train the two adaptation stages side by side, each in its own process with half the threads (when there
-    #: are at least two): on 2 cores 1.38x faster than one after the other, because one stage's data loading
+    #: are at least two): on 2 cores 1.35-1.38x faster than one after the other, as one stage's data loading
     #: (single-threaded) runs while the other computes, and the demo model's small matrices do not keep two
     #: threads busy (docs/demo.md, phase 14)
     side_by_side: bool = True
@@ -222,8 +222,8 @@ def _adapt_side_by_side(first: tuple, second: tuple, out: Path) -> tuple[dict, d
     log = out / name / "train.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     mine = threads // 2
-    print(f"[demo] {name}: training alongside {first[0]}, in a second process ({threads - mine} thread(s) each "
-          f"side); its output: {log}", flush=True)
+    print(f"[demo] {name}: training alongside {first[0]} in a second process ({threads - mine} thread(s), "
+          f"{first[0]} {mine}); its output: {log}", flush=True)
     child = multiprocessing.get_context("spawn").Process(target=_stage_in_child, args=(str(log), threads - mine,
                                                                                         second))
     child.start()

@@ -138,7 +138,7 @@ def image_mean(image: np.ndarray | torch.Tensor) -> torch.Tensor:
     ``(H, W, 3)`` numpy arrays are averaged in float64 and rounded to float32; ``(3, H, W)`` tensors with
     ``torch.mean`` (the official path; the two differ by float32 rounding only, < 1e-4 on the 0-255 scale).
     A uint8 frame (what the loaders decode) goes through ``cv2.mean``: its channel sums are exact integers, as
-    numpy's float64 ones are, so the result is the same to the bit, ~20x faster (two calls per training pair).
+    numpy's float64 ones are, so the result is the same to the bit, ~18x faster (two calls per training pair).
     """
     if isinstance(image, torch.Tensor):
         return image.float().mean(dim=(-2, -1))
