@@ -23,12 +23,8 @@ import torch
 import lorat.demo as demo
 from lorat.bench import machine_info
 from lorat.data.synthetic import SyntheticConfig, make_synthetic_benchmark
+from lorat.device import resolve_precision
 from lorat.hub import export_dinov2, load_checkpoint
-
-
-def _stages(out: Path, plan: demo.DemoPlan, steps: int, data: Path, backbone: Path) -> tuple[tuple, tuple]:
-    return (("lora_B", out, plan, steps, data, {"peft": "lora"}, backbone, plan.lora_lr),
-            ("full_B", out, plan, steps, data, {"peft": "full"}, backbone, plan.full_lr))
 
 
 def main() -> None:
@@ -51,7 +47,7 @@ def main() -> None:
             times = {}
             for mode in ("one after the other", "side by side"):
                 out = work / f"run_{r}_{mode.replace(' ', '_')}"
-                first, second = _stages(out, plan, args.steps, data, backbone)
+                first, second = demo._adaptation_stages(out, plan, args.steps, data, backbone)
                 t0 = time.perf_counter()
                 if mode == "side by side":
                     demo._adapt_side_by_side(first, second, out)
@@ -71,7 +67,7 @@ def main() -> None:
         f"`benchmarks/demo_side_by_side.py --steps {args.steps} --rounds {args.rounds}`, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {machine_info(torch.device('cpu'))['cpu']}, "
         f"{os.cpu_count()} CPUs, torch {torch.__version__}, training precision "
-        f"{demo.resolve_precision(plan.amp, torch.device('cpu'))}; load average at the end {list(os.getloadavg())}.",
+        f"{resolve_precision(plan.amp, torch.device('cpu'))}; load average at the end {list(os.getloadavg())}.",
         "", f"Both stages ({args.steps} steps of {plan.batch_size} pairs each), wall seconds:", "",
         "| round | one after the other (2 threads) | side by side (2 processes x 1 thread) | ratio |",
         "|---:|---:|---:|---:|",

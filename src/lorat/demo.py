@@ -174,7 +174,7 @@ def _train_stage(name: str, out: Path, plan: DemoPlan, steps: int, data_root: Pa
     stage = out / name
     final = stage / "model_final.safetensors"
     summary_file = stage / "summary.json"
-    if final.is_file() and summary_file.is_file():
+    if _stage_done(out, name):
         print(f"[demo] {name}: already trained ({final})")
         return json.loads(summary_file.read_text())
     samples = steps * plan.batch_size
@@ -196,6 +196,17 @@ def _train_stage(name: str, out: Path, plan: DemoPlan, steps: int, data_root: Pa
     summary["seconds"] = time.perf_counter() - t0
     atomic_write_text(summary_file, json.dumps(summary, indent=1))
     return summary
+
+
+def _stage_done(out: Path, name: str) -> bool:
+    """Whether the stage ``name`` in ``out`` finished (its final weights and summary are written)."""
+    return (out / name / "model_final.safetensors").is_file() and (out / name / "summary.json").is_file()
+
+
+def _adaptation_stages(out: Path, plan: DemoPlan, steps: int, data_b: Path, backbone: Path) -> tuple[tuple, tuple]:
+    """The ``_train_stage`` arguments of the two adaptation stages: LoRA, then full fine-tuning."""
+    return (("lora_B", out, plan, steps, data_b, {"peft": "lora"}, backbone, plan.lora_lr),
+            ("full_B", out, plan, steps, data_b, {"peft": "full"}, backbone, plan.full_lr))
 
 
 def _stage_in_child(log: str, threads: int, stage_args: tuple) -> None:
@@ -341,9 +352,8 @@ def run_demo_pipeline(out: Path, plan: DemoPlan, seed: int = 0) -> dict:
         export_dinov2(load_checkpoint(pre_model), backbone)
 
     print("[demo] 3/5 adapting to domain B: LoRA (frozen backbone) and, for comparison, full fine-tuning")
-    lora_args = ("lora_B", out, plan, plan.adapt_steps, data_b, {"peft": "lora"}, backbone, plan.lora_lr)
-    full_args = ("full_B", out, plan, plan.adapt_steps, data_b, {"peft": "full"}, backbone, plan.full_lr)
-    unfinished = not any((out / name / "summary.json").is_file() for name in ("lora_B", "full_B"))
+    lora_args, full_args = _adaptation_stages(out, plan, plan.adapt_steps, data_b, backbone)
+    unfinished = not any(_stage_done(out, name) for name in ("lora_B", "full_B"))
     if plan.side_by_side and unfinished and torch.get_num_threads() >= 2:
         lora, full = _adapt_side_by_side(lora_args, full_args, out)
     else:
