@@ -36,7 +36,7 @@ def result_path(tmp_path_factory):
     path = out / "r.json"
     rc = main(["bench", "--set", *TINY, "--runtimes", "eager", "int8", "onnx-int8", "--precisions", "float32",
                "bfloat16",
-               "--attention", "auto", "sdpa", "--batches", "1", "2", "--rounds", "1", "--calls", "1",
+               "--attention", "auto", "sdpa", "manual", "--batches", "1", "2", "--rounds", "1", "--calls", "1",
                "--json", str(path), "--markdown", str(out / "r.md")])
     assert rc == 0
     return path

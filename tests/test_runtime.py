@@ -105,18 +105,33 @@ def test_precision_auto_follows_the_machine(model, monkeypatch):
     assert rt.precision == ("bfloat16" if fast_bf16 else "float32")
     monkeypatch.setattr(device_mod, "cpu_prefers_bf16", lambda: True)
     rt = make_runtime(model, "eager", "auto", "cpu")
-    assert rt.precision == "bfloat16" and rt.info["weights"] == "bfloat16" and rt.attention == "manual"
+    assert rt.precision == "bfloat16" and rt.info["weights"] == "bfloat16"
+    assert rt.attention == ("sdpa" if device_mod.cpu_has_amx("bfloat16") else "manual")
     monkeypatch.setattr(device_mod, "cpu_prefers_bf16", lambda: False)
     assert make_runtime(model, "eager", "auto", "cpu").precision == "float32"
     assert make_runtime(model, "onnx", "auto", "cpu").precision == "float32"
 
 
-def test_attention_choice():
+def test_attention_choice(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(device_mod, "cpu_has_amx", lambda precision="bfloat16": False)
     assert choose_attention(cpu, "bfloat16", 320) == "manual"
     assert choose_attention(cpu, "bfloat16", 925) == "sdpa"  # 378 inputs: the N^2 scores are memory-bound
     assert choose_attention(cpu, "float32", 320) == "sdpa"
     assert choose_attention(cuda, "float16", 320) == "sdpa"  # flash / memory-efficient kernels
+    # with AMX tiles for the precision the flash kernel is never slower on CPU
+    monkeypatch.setattr(device_mod, "cpu_has_amx", lambda precision="bfloat16": precision == "bfloat16")
+    assert choose_attention(cpu, "bfloat16", 80) == "sdpa"
+    assert choose_attention(cpu, "bfloat16", 320) == "sdpa"
+    assert choose_attention(cpu, "float16", 320) == "manual"  # AMX-BF16 without AMX-FP16
+
+
+def test_cpu_has_amx_reads_the_flags(monkeypatch):
+    monkeypatch.setattr(device_mod, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert not device_mod.cpu_has_amx("bfloat16")
+    monkeypatch.setattr(device_mod, "_cpu_flags", lambda: frozenset({"amx_bf16", "amx_tile", "avx512_bf16"}))
+    assert device_mod.cpu_has_amx("bfloat16") and not device_mod.cpu_has_amx("float16")
+    assert not device_mod.cpu_has_amx("float32")
 
 
 def test_use_attention_round_trip(model, inputs):

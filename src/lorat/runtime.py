@@ -40,9 +40,10 @@ export of ``onnx`` / ``onnx-int8``; ``merge_lora=False`` keeps the model as writ
 
 Attention (``attention=``): ``sdpa`` is ``F.scaled_dot_product_attention`` as the model is written;
 ``manual`` is ``softmax(q k^T / sqrt(d)) v`` with two batched matmuls. On CPU, torch's flash-attention
-kernel computes bf16 as fast as fp32 only, so at 224 inputs (320 tokens) the manual form is faster in
-bf16, while at 378 inputs (925 tokens) the N^2 score matrix makes it memory-bound and slower. ``auto``
-(:func:`choose_attention`) picks by device, precision and token count. A model without LoRAT's ViT attention
+kernel computes bf16 as fast as fp32 only (without AMX), so at 224 inputs (320 tokens) the manual form is
+faster in bf16, while at 378 inputs (925 tokens) the N^2 score matrix makes it memory-bound and slower; on a
+CPU with AMX the flash kernel is never slower. ``auto`` (:func:`choose_attention`) picks by device,
+precision, token count and AMX. A model without LoRAT's ViT attention
 (OSTrack / LoReTrack, whose timm-style attention is explicit matmuls already) keeps its own, reported as
 ``attention="model"``.
 
@@ -108,11 +109,16 @@ def _token_count(model: nn.Module) -> int | None:
 
 
 def choose_attention(device: torch.device, precision: str, tokens: int | None) -> str:
-    """``manual`` for bf16/fp16 on CPU at <= ``MANUAL_ATTENTION_MAX_TOKENS`` tokens, else ``sdpa``.
+    """``manual`` for bf16/fp16 on a CPU without AMX at <= ``MANUAL_ATTENTION_MAX_TOKENS`` tokens, else ``sdpa``.
 
-    On CUDA, SDPA picks the flash / memory-efficient kernels for half precision, so it is always kept.
+    On CUDA, SDPA picks the flash / memory-efficient kernels for half precision, so it is always kept. On a CPU
+    with AMX for the precision, torch's flash kernel is as fast as the manual form at 80 tokens and 1.08-1.19x
+    faster from 180 tokens on (ViT-S/B, 112-224 inputs, bf16, 2 cores; docs/performance.md).
     """
-    if device.type == "cpu" and precision != "float32" and tokens is not None and tokens <= MANUAL_ATTENTION_MAX_TOKENS:
+    from .device import cpu_has_amx  # looked up per call, so tests can stand in for the CPU
+
+    if (device.type == "cpu" and precision != "float32" and not cpu_has_amx(precision) and tokens is not None
+            and tokens <= MANUAL_ATTENTION_MAX_TOKENS):
         return "manual"
     return "sdpa"
 
