@@ -70,6 +70,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, metavar="RUNTIME/PRECISION")
+    p.add_argument("--size-lr", type=float, default=1.0,
+                   help="TrackConfig.size_lr of every variant (1.0: the official tracker; the demo's rows use 0.15)")
     p.add_argument("--markdown", default=None)
     args = p.parse_args()
     import lorat
@@ -92,7 +94,8 @@ def main() -> None:
     for v in args.variants:
         runtime, precision = v.split("/")
         name = f"{ckpt.stem}-{runtime}-{precision}"
-        tracker = Tracker(lorat.load_checkpoint(ckpt), TrackConfig(device="cpu", dtype=precision, runtime=runtime))
+        tracker = Tracker(lorat.load_checkpoint(ckpt), TrackConfig(device="cpu", dtype=precision, runtime=runtime,
+                                                                       size_lr=args.size_lr))
         t0 = time.perf_counter()
         stats = evaluate(tracker, benchmarks, results, name, batch=args.batch, progress=False)
         m = summarize(benchmarks, results, name)["got10k_val"]["mean"]
@@ -106,7 +109,8 @@ def main() -> None:
               f"({stats.fps:.0f} fps)", flush=True)
     ref = rows[args.variants[0]]
     lines = [f"checkpoint `{ckpt.name}`; {len(seqs)} held-out synthetic domain-B sequences x {args.frames} frames "
-             f"(seed {args.seed}); batch {args.batch}; CPU, load average at start {load0[0]:.1f}", "",
+             f"(seed {args.seed}); batch {args.batch}; size_lr {args.size_lr}; CPU, load average at start "
+             f"{load0[0]:.1f}", "",
              "| variant | AUC | precision | norm. precision | AUC - fp32 | per-seq. AUC diff (mean +- s.e.) "
              "| mean IoU to fp32 boxes | frames IoU<0.5 to fp32 |", "|---|---|---|---|---|---|---|---|"]
     for v, r in rows.items():

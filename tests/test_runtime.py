@@ -126,6 +126,18 @@ def test_attention_choice(monkeypatch):
     assert choose_attention(cpu, "float16", 320) == "manual"  # AMX-BF16 without AMX-FP16
 
 
+def test_training_attention_choice():
+    from lorat.runtime import choose_training_attention
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert choose_training_attention(cpu, "bfloat16", 80) == "manual"  # the demo model: 16 + 64 tokens
+    assert choose_training_attention(cpu, "bfloat16", 180) == "manual"
+    assert choose_training_attention(cpu, "bfloat16", 320) == "sdpa"  # 224 inputs: the fused kernel wins
+    assert choose_training_attention(cpu, "float32", 80) == "sdpa"
+    assert choose_training_attention(cuda, "float16", 80) == "sdpa"
+    assert choose_training_attention(cpu, "bfloat16", None) == "sdpa"  # unknown token count
+
+
 def test_cpu_has_amx_reads_the_flags(monkeypatch):
     monkeypatch.setattr(device_mod, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     assert not device_mod.cpu_has_amx("bfloat16")

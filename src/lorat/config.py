@@ -124,6 +124,10 @@ class TrainConfig:
     # float32 |
     # bfloat16 | float16 (aliases fp32/none, bf16, fp16); float16 also enables the GradScaler
     amp: str = "auto"
+    # attention in training: auto | sdpa (torch's fused kernels) | manual (SDPA's math backend: q k^T, softmax,
+    # times v, differentiated by autograd). auto = manual on CPU under bf16/fp16 autocast at <= 192 tokens, where
+    # the fused CPU kernel's backward is slow (lorat.runtime.choose_training_attention), sdpa elsewhere
+    attention: str = "auto"
     compile: bool = False
     max_pair_gap: int = 100
     # share of negative pairs (search crop around another track's object, all cells background; LoRAT's
@@ -195,6 +199,8 @@ class TrainConfig:
             canonical_precision(self.amp)
         except ValueError as e:
             raise ValueError(f"TrainConfig.amp: {e}") from None
+        if self.attention not in ("auto", "sdpa", "manual"):
+            raise ValueError(f"TrainConfig.attention={self.attention!r}; expected auto, sdpa or manual")
         for f in ("epochs", "samples_per_epoch", "batch_size", "grad_accum", "log_every", "val_every"):
             if getattr(self, f) < 1:
                 raise ValueError(f"TrainConfig.{f}={getattr(self, f)} must be >= 1")

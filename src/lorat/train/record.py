@@ -26,7 +26,7 @@ METRICS_FILE = "metrics.jsonl"
 
 RESUME_FREE_FIELDS: frozenset[str] = frozenset({
     # where things are and how fast they run; none of them changes what is computed on a given device
-    "output_dir", "dataset_roots", "num_workers", "device", "compile",
+    "output_dir", "dataset_roots", "num_workers", "device", "compile", "attention",
     # logging, checkpointing, when to stop and what to evaluate at the end
     "log_every", "checkpoint_every", "checkpoint_every_steps", "keep_checkpoints", "max_steps", "eval_benchmarks",
 })

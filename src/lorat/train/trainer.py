@@ -24,7 +24,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
@@ -41,6 +42,7 @@ from ..config import TrainConfig
 from ..device import resolve_device, resolve_precision
 from ..files import atomic_write_text
 from ..models.registry import create_model, get_arch, get_preset, import_path, resolve_config
+from ..runtime import choose_training_attention, token_count
 from .checkpoint import checkpoint_record, latest_checkpoint, load_training_checkpoint, save_training_checkpoint
 from .optim import Schedule, param_groups
 from .record import METRICS_FILE, RECORD_FILE, TrainRecord, check_resume, truncate_metrics
@@ -125,14 +127,20 @@ class Run:
     metrics_lines: int = 0
     last: dict = field(default_factory=lambda: {"loss": float("nan")})
     last_checkpoint: Path | None = None
+    attention: str = "sdpa"  # sdpa | manual (SDPA's math backend), resolved from TrainConfig.attention
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
     def autocast(self):
+        """The forward's context: autocast in ``precision`` and, for ``attention="manual"``, SDPA's math backend."""
         dtype = _DTYPES[self.precision]
-        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+        stack = ExitStack()
+        stack.enter_context(torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None))
+        if self.attention == "manual":
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        return stack
 
     def finished(self) -> bool:
         c, cfg = self.counters, self.cfg
@@ -361,14 +369,16 @@ def setup(cfg: TrainConfig, model_overrides: dict | None, resume, model_cfg: Any
             model, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True,
             gradient_as_bucket_view=True, bucket_cap_mb=100, find_unused_parameters=False)
     forward = torch.compile(forward) if cfg.compile else forward
+    attention = (choose_training_attention(device, precision, token_count(model)) if cfg.attention == "auto"
+                 else cfg.attention)
     run = Run(cfg, record, task, device, rank, world, out, model, forward, optimizer, scaler, precision, schedule,
-              steps_per_epoch, train_set, val_set, eval_sets)
+              steps_per_epoch, train_set, val_set, eval_sets, attention=attention)
     _resume_and_open_logs(run, ckpt)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in model.parameters())
     run.say(f"{model.cfg.name} ({type(task).__name__}): {n_train / 1e6:.3f} M trainable of {n_total / 1e6:.2f} M "
             f"parameters ({100 * n_train / n_total:.2f} %), {world} process(es) on {device}, precision "
-            f"{precision}, {steps_per_epoch} steps/epoch")
+            f"{precision}, attention {attention}, {steps_per_epoch} steps/epoch")
     return run
 
 
