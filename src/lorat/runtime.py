@@ -126,9 +126,9 @@ def choose_attention(device: torch.device, precision: str, tokens: int | None) -
 
 
 #: Training on CPU under bf16/fp16 autocast: up to this many tokens the math backend (``manual``) beats the fused
-#: kernel, whose backward is slow at small sizes. Measured on a 2-core Intel Xeon with AMX, bf16, 2 threads, a
-#: 256-d 4-block ViT: step (forward, backward, AdamW) 1.6x faster at 80 tokens (batch 32; 1.54x on 1 thread),
-#: 1.25x at 180 (batch 16), 1.4x slower at 320 (batch 16; lorat-s-224 at batch 8: 1.2x slower).
+#: kernel, whose backward is slow at small sizes. Measured on a 2-core Intel Xeon with AMX, bf16, a 256-d 4-block
+#: ViT (benchmarks/train_attention.md): a training step 1.58x faster at 80 tokens (1.49x on 1 thread), 1.15-1.21x
+#: at 180, 0.72-0.76x (slower) at 320; the demo's LoRA stage 1.35-1.38x.
 MANUAL_TRAINING_ATTENTION_MAX_TOKENS = 192
 
 
