@@ -114,8 +114,8 @@ def choose_attention(device: torch.device, precision: str, tokens: int | None) -
     """``manual`` for bf16/fp16 on a CPU without AMX at <= ``MANUAL_ATTENTION_MAX_TOKENS`` tokens, else ``sdpa``.
 
     On CUDA, SDPA picks the flash / memory-efficient kernels for half precision, so it is always kept. On a CPU
-    with AMX for the precision, torch's flash kernel is as fast as the manual form at 80 tokens and 1.08-1.19x
-    faster from 180 tokens on (ViT-S/B, 112-224 inputs, bf16, 2 cores; docs/performance.md).
+    with AMX for the precision, torch's flash kernel was 1.08-1.19x faster than the manual form at every size
+    measured (ViT-S/B, 80-320 tokens, bf16, batch 1, 2 cores; benchmarks/cpu_amx.md).
     """
     from .device import cpu_has_amx  # looked up per call, so tests can stand in for the CPU
 
