@@ -17,7 +17,7 @@ import statistics
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -25,7 +25,6 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import lorat.demo as demo
 from lorat.bench import machine_info
-from lorat.config import TrainConfig
 from lorat.models.registry import create_model
 from lorat.train.trainer import train
 
@@ -65,22 +64,16 @@ def demo_stage_seconds(demo_out: Path, steps: int, rounds: int) -> dict[str, lis
     if not backbone.is_file():
         raise FileNotFoundError(f"not a finished lorat demo folder (no {backbone})")
     plan = demo.DemoPlan()
-    overrides = {f: getattr(demo.DEMO_MODEL, f) for f in ("name", "embed_dim", "depth", "num_heads", "template_size",
-                                                          "search_size", "pretrain_img_size", "search_area_factor",
-                                                          "lora_r", "lora_alpha")}
     work = Path(tempfile.mkdtemp(prefix="train_attention_"))
     seconds: dict[str, list[float]] = {"sdpa": [], "manual": []}
     try:
         for r in range(rounds):
             for att in seconds:
-                cfg = TrainConfig(model="lorat-s-224", pretrained=str(backbone), datasets=("got10k_train",),
-                                  dataset_roots=(f"got10k_train={demo_out / 'data' / 'domain_B'}",), val_dataset=None,
-                                  epochs=1, samples_per_epoch=steps * plan.batch_size, batch_size=plan.batch_size,
-                                  lr=plan.lora_lr, warmup_epochs=0.1, min_lr=plan.lora_lr * 0.01, num_workers=0,
-                                  device="cpu", amp=plan.amp, output_dir=str(work / f"{att}_{r}"), log_every=10,
-                                  augment=plan.augment, attention=att)
+                # the demo's own LoRA-stage recipe, with only the attention set
+                cfg, overrides = demo._stage_recipe(work / f"{att}_{r}", plan, steps, demo_out / "data" / "domain_B",
+                                                    {"peft": "lora"}, backbone, plan.lora_lr)
                 t0 = time.perf_counter()
-                train(cfg, {**overrides, "peft": "lora"})
+                train(replace(cfg, attention=att), overrides)
                 seconds[att].append(time.perf_counter() - t0)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -167,6 +167,22 @@ class DemoPlan:
                    batch_size=8, workers=0)
 
 
+def _stage_recipe(stage: Path, plan: DemoPlan, steps: int, data_root: Path, model_overrides: dict,
+                  pretrained: Path | None, lr: float) -> tuple[TrainConfig, dict]:
+    """``(TrainConfig, model overrides)`` of one demo training stage writing to the folder ``stage``."""
+    cfg = TrainConfig(model="lorat-s-224", pretrained=str(pretrained) if pretrained else None,
+                      datasets=("got10k_train",), dataset_roots=(f"got10k_train={data_root}",), val_dataset=None,
+                      epochs=1, samples_per_epoch=steps * plan.batch_size, batch_size=plan.batch_size, lr=lr,
+                      warmup_epochs=0.1, min_lr=lr * 0.01, num_workers=plan.workers, device="cpu", amp=plan.amp,
+                      output_dir=str(stage), checkpoint_every_steps=max(50, steps // 4), log_every=10,
+                      keep_checkpoints=1, augment=plan.augment,
+                      negative_pair_prob=plan.negative_pair_prob, seed=plan.seed)
+    overrides = {f: getattr(DEMO_MODEL, f) for f in ("name", "embed_dim", "depth", "num_heads", "template_size",
+                                                     "search_size", "pretrain_img_size", "search_area_factor",
+                                                     "lora_r", "lora_alpha")}
+    return cfg, {**overrides, **model_overrides}
+
+
 def _train_stage(name: str, out: Path, plan: DemoPlan, steps: int, data_root: Path, model_overrides: dict,
                  pretrained: Path | None, lr: float) -> dict:
     from .train.trainer import train
@@ -177,20 +193,10 @@ def _train_stage(name: str, out: Path, plan: DemoPlan, steps: int, data_root: Pa
     if _stage_done(out, name):
         print(f"[demo] {name}: already trained ({final})")
         return json.loads(summary_file.read_text())
-    samples = steps * plan.batch_size
-    cfg = TrainConfig(model="lorat-s-224", pretrained=str(pretrained) if pretrained else None,
-                      datasets=("got10k_train",), dataset_roots=(f"got10k_train={data_root}",), val_dataset=None,
-                      epochs=1, samples_per_epoch=samples, batch_size=plan.batch_size, lr=lr,
-                      warmup_epochs=0.1, min_lr=lr * 0.01, num_workers=plan.workers, device="cpu", amp=plan.amp,
-                      output_dir=str(stage), checkpoint_every_steps=max(50, steps // 4), log_every=10,
-                      keep_checkpoints=1, augment=plan.augment,
-                      negative_pair_prob=plan.negative_pair_prob, seed=plan.seed)
-    overrides = {f: getattr(DEMO_MODEL, f) for f in ("name", "embed_dim", "depth", "num_heads", "template_size",
-                                                     "search_size", "pretrain_img_size", "search_area_factor",
-                                                     "lora_r", "lora_alpha")}
+    cfg, overrides = _stage_recipe(stage, plan, steps, data_root, model_overrides, pretrained, lr)
     print(f"[demo] {name}: {steps} steps of {plan.batch_size} pairs")
     t0 = time.perf_counter()
-    summary = train(cfg, {**overrides, **model_overrides}, resume=True)
+    summary = train(cfg, overrides, resume=True)
     if summary["status"] != "finished":
         raise KeyboardInterrupt
     summary["seconds"] = time.perf_counter() - t0
