@@ -1,13 +1,22 @@
-"""Training steps with SDPA's fused CPU kernel vs its math backend (``TrainConfig.attention`` sdpa / manual).
+"""Training-step forms on CPU: attention (``TrainConfig.attention`` sdpa / manual) x LoRA form (official / fused).
 
     PYTHONPATH=src python benchmarks/train_attention.py [--threads 2] [--demo-out DEMO_OUT] [--markdown FILE]
 
-Part 1, random inputs: one training step (forward, backward, AdamW) of the demo's ViT (256-d, 4 blocks, LoRA) at
-three crop geometries (80, 180 and 320 tokens), fp32 and bf16 autocast, each attention interleaved over rounds;
-ms per step, median of the timed steps. Part 2 (``--demo-out``, a finished ``lorat demo`` folder: its domain-B
-data and its stand-in backbone): the demo's LoRA stage for ``--steps`` steps through ``lorat.train.trainer.train``,
-both attentions alternating ``--rounds`` times, wall seconds. Ratios within a run are what to read: these VMs
-drift by 20-40 % over minutes.
+Variants, each a training step (forward, backward, AdamW) of the demo's ViT (256-d, 4 blocks, LoRA):
+
+* ``sdpa``: SDPA's fused CPU kernel, the official LoRA op sequence (``lorat.models.peft.FUSED_TRAINING`` off);
+* ``math``: SDPA's math backend (``sdpa_kernel(SDPBackend.MATH)``), official LoRA form: the trainer's ``manual``
+  before matmul attention existed;
+* ``matmul``: :func:`lorat.models.vit.matmul_attention`, official LoRA form;
+* ``matmul+fused``: matmul attention and the fused LoRA form: the trainer's ``manual`` now;
+* ``sdpa+fused``: the fused kernel with the fused LoRA form: the trainer's ``sdpa`` now.
+
+Part 1, random inputs: four crop geometries (80, 180, 320 and 500 tokens), fp32 and bf16 autocast, the variants
+interleaved over rounds; ms per step, median of the timed steps. Part 2 (``--demo-out``, a finished ``lorat demo``
+folder: its domain-B data and stand-in backbone): the demo's LoRA stage for ``--steps`` steps through
+``lorat.train.trainer.train`` with the previous default (``math``) and the current one (``manual`` = matmul +
+fused), alternating ``--rounds`` times, wall seconds. Ratios within a run are what to read: these VMs drift by
+20-40 % over minutes.
 """
 from __future__ import annotations
 
@@ -16,7 +25,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -25,14 +34,34 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import lorat.demo as demo
 from lorat.bench import machine_info
+from lorat.models import peft
 from lorat.models.registry import create_model
+from lorat.models.vit import matmul_attention_enabled
 from lorat.train.trainer import train
 
-GEOMETRIES = {80: (112, 56, 32), 180: (168, 84, 16), 320: (224, 112, 16)}  # tokens: (search, template, batch)
+# tokens of one pair: (search px, template px, batch)
+GEOMETRIES = {80: (112, 56, 32), 180: (168, 84, 16), 320: (224, 112, 16), 500: (280, 140, 8)}
+VARIANTS = ("sdpa", "math", "matmul", "matmul+fused", "sdpa+fused")
+
+
+@contextmanager
+def variant(name: str):
+    """The attention and LoRA form of one variant (restored on exit)."""
+    previous = peft.FUSED_TRAINING
+    peft.FUSED_TRAINING = name.endswith("+fused")
+    with ExitStack() as stack:
+        if name == "math":
+            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+        elif name.startswith("matmul"):
+            stack.enter_context(matmul_attention_enabled())
+        try:
+            yield
+        finally:
+            peft.FUSED_TRAINING = previous
 
 
 def step_ms(tokens: int, amp: bool, rounds: int = 2, steps: int = 4) -> dict[str, float]:
-    """Median ms per training step of the demo model at ``tokens`` for each attention (interleaved)."""
+    """Median ms per training step of the demo model at ``tokens`` for each variant (interleaved)."""
     search, template, batch = GEOMETRIES[tokens]
     kw = {k: v for k, v in asdict(demo.DEMO_MODEL).items() if k != "name"}
     kw.update(search_size=search, template_size=template, pretrain_img_size=search, peft="lora")
@@ -41,40 +70,40 @@ def step_ms(tokens: int, amp: bool, rounds: int = 2, steps: int = 4) -> dict[str
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     z, x = torch.randn(batch, 3, template, template), torch.randn(batch, 3, search, search)
     mask = torch.ones(batch, (template // 14) ** 2, dtype=torch.long)
-    times: dict[str, list[float]] = {"sdpa": [], "manual": []}
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for _ in range(rounds):
-        for att in times:
+        for name in VARIANTS:
             for i in range(steps + 1):
                 t0 = time.perf_counter()
-                with (sdpa_kernel(SDPBackend.MATH) if att == "manual" else nullcontext()), \
-                        torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+                with variant(name), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
                     out = model(z, x, mask)
                     loss = sum(v.float().mean() for v in out.values() if v.is_floating_point())
                 loss.backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 if i:  # the first step of each block warms up
-                    times[att].append(time.perf_counter() - t0)
+                    times[name].append(time.perf_counter() - t0)
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
 def demo_stage_seconds(demo_out: Path, steps: int, rounds: int) -> dict[str, list[float]]:
-    """Wall seconds of the demo's LoRA stage (``steps`` steps) per attention, alternating ``rounds`` times."""
+    """Wall seconds of the demo's LoRA stage (``steps`` steps), previous vs current default, alternating."""
     backbone = demo_out / "pretrain_A" / "backbone_dinov2_layout.safetensors"
     if not backbone.is_file():
         raise FileNotFoundError(f"not a finished lorat demo folder (no {backbone})")
     plan = demo.DemoPlan()
     work = Path(tempfile.mkdtemp(prefix="train_attention_"))
-    seconds: dict[str, list[float]] = {"sdpa": [], "manual": []}
+    seconds: dict[str, list[float]] = {"math": [], "matmul+fused": []}
     try:
         for r in range(rounds):
-            for att in seconds:
-                # the demo's own LoRA-stage recipe, with only the attention set
-                cfg, overrides = demo._stage_recipe(work / f"{att}_{r}", plan, steps, demo_out / "data" / "domain_B",
+            for name in seconds:
+                # the demo's own LoRA-stage recipe; "math" is the previous default, run under its context
+                cfg, overrides = demo._stage_recipe(work / f"{name}_{r}", plan, steps, demo_out / "data" / "domain_B",
                                                     {"peft": "lora"}, backbone, plan.lora_lr)
                 t0 = time.perf_counter()
-                train(replace(cfg, attention=att), overrides)
-                seconds[att].append(time.perf_counter() - t0)
+                with variant(name):
+                    train(replace(cfg, attention="sdpa" if name == "math" else "manual"), overrides)
+                seconds[name].append(time.perf_counter() - t0)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return seconds
@@ -92,26 +121,29 @@ def main() -> None:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     lines = [f"`benchmarks/train_attention.py --threads {args.threads}`, {when}: "
              f"{machine_info(torch.device('cpu'))['cpu']}, torch {torch.__version__}", "",
-             "| tokens (search / template px, batch) | precision | sdpa ms / step | manual ms / step | sdpa / manual |",
-             "|---|---|---:|---:|---:|"]
+             "| tokens (search / template px, batch) | precision | " + " | ".join(f"{v} ms" for v in VARIANTS)
+             + " | math / matmul+fused | sdpa+fused / matmul+fused |",
+             "|---|---|" + "---:|" * (len(VARIANTS) + 2)]
     for tokens, (search, template, batch) in GEOMETRIES.items():
         for amp in (False, True):
             ms = step_ms(tokens, amp)
             lines.append(f"| {tokens} ({search} / {template}, {batch}) | {'bf16 autocast' if amp else 'fp32'} | "
-                         f"{ms['sdpa']:.0f} | {ms['manual']:.0f} | {ms['sdpa'] / ms['manual']:.2f} |")
+                         + " | ".join(f"{ms[v]:.0f}" for v in VARIANTS)
+                         + f" | {ms['math'] / ms['matmul+fused']:.2f} | {ms['sdpa+fused'] / ms['matmul+fused']:.2f} |")
             print(lines[-1], flush=True)
     if args.demo_out is not None:
         secs = demo_stage_seconds(args.demo_out, args.steps, args.rounds)
         lines += ["", f"The demo's LoRA stage, {args.steps} steps of 32 pairs (training precision `auto`), wall "
-                  "seconds per round:", "", "| round | sdpa | manual | sdpa / manual |", "|---:|---:|---:|---:|"]
+                  "seconds per round, previous default (`math`) vs current (`matmul+fused`):", "",
+                  "| round | math | matmul+fused | math / matmul+fused |", "|---:|---:|---:|---:|"]
         lines += [f"| {r + 1} | {a:.1f} | {b:.1f} | {a / b:.2f} |" for r, (a, b) in
-                  enumerate(zip(secs["sdpa"], secs["manual"]))]
+                  enumerate(zip(secs["math"], secs["matmul+fused"]))]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown:
         from lorat.files import atomic_write_text
 
-        atomic_write_text(args.markdown, "# Training attention: fused kernel vs math backend\n\n" + text)
+        atomic_write_text(args.markdown, "# Training-step forms: attention and LoRA form\n\n" + text)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""LoRA: placement, initialisations, scaling, merge/unmerge, ablation targets."""
+"""LoRA: placement, initialisations, scaling, merge/unmerge, ablation targets, the fused training form."""
 from __future__ import annotations
 
 import math
@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import lorat
+from lorat.models import peft
 from lorat.models.peft import LoRA, LoRALinear, attach_lora, has_lora, merge_lora
 from lorat.models.vit import Block
 
@@ -101,6 +102,66 @@ def test_lora_ablation_targets():
     assert type(blocks[0].mlp.fc1) is nn.Linear
     with pytest.raises(ValueError, match="unknown LoRA targets"):
         attach_lora(_blocks(), r=4, alpha=4, targets=("query",))
+
+
+def _grads_of(blocks, x, fused, monkeypatch, autocast=False):
+    """Output and parameter gradients of ``blocks`` in training mode with the fused form on or off."""
+    monkeypatch.setattr(peft, "FUSED_TRAINING", fused)
+    blocks.train().zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        y = blocks[1](blocks[0](x))
+    (y.float() * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
+    return y.detach().float(), {n: p.grad.clone() for n, p in blocks.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("targets,dropout", [(peft.LORA_TARGETS, 0.0), (("q", "v", "fc2"), 0.0),
+                                             (peft.LORA_TARGETS, 0.5)])
+def test_fused_training_form_computes_the_official_one(targets, dropout, monkeypatch):
+    # all of q/k/v adapted: one GEMM + one block-diagonal update; a part left out or dropout: part by part
+    blocks = _blocks()
+    attach_lora(blocks, r=4, alpha=8, dropout=dropout, targets=targets)
+    x = torch.randn(2, 7, 32)
+    torch.manual_seed(1)
+    ref, ref_g = _grads_of(blocks, x, False, monkeypatch)
+    torch.manual_seed(1)  # the same dropout masks
+    out, g = _grads_of(blocks, x, True, monkeypatch)
+    assert ref_g.keys() == g.keys() and any(".lora." in n for n in g)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+    for n in ref_g:
+        torch.testing.assert_close(g[n], ref_g[n], atol=1e-6, rtol=1e-4, msg=n)
+    # only the trainable LoRA factors (and the unfrozen norms/scales) get gradients, as in the official form
+    assert not any(".linear." in n for n in g)
+
+
+def test_fused_training_form_under_bf16_autocast(monkeypatch):
+    blocks = _blocks()
+    attach_lora(blocks, r=4, alpha=8)
+    for m in blocks.modules():  # an update large enough to matter against bf16 rounding
+        if isinstance(m, LoRA):
+            nn.init.normal_(m.B, std=0.5)
+    x = torch.randn(2, 7, 32)
+    ref, ref_g = _grads_of(blocks, x, False, monkeypatch, autocast=True)
+    out, g = _grads_of(blocks, x, True, monkeypatch, autocast=True)
+    exact, _ = _grads_of(blocks, x, False, monkeypatch)  # fp32
+    # the fused form rounds less often (the update is added inside the GEMM): at least as close to fp32
+    assert (out - exact).abs().max() <= 1.5 * (ref - exact).abs().max()
+    torch.testing.assert_close(out, ref, atol=0.05, rtol=0.05)
+    for n in ref_g:
+        torch.testing.assert_close(g[n], ref_g[n], atol=0.05, rtol=0.1, msg=n)
+
+
+def test_eval_mode_keeps_the_official_op_sequence(monkeypatch):
+    blocks = _blocks()
+    attach_lora(blocks, r=4, alpha=8)
+    calls = []
+    monkeypatch.setattr(peft, "add_low_rank", lambda *a: calls.append(1) or torch.addmm(
+        a[0].flatten(0, -2), a[1].flatten(0, -2), a[2].t(), alpha=a[3]).view_as(a[0]))
+    x = torch.randn(2, 7, 32)
+    with torch.no_grad():
+        blocks.eval()[0](x)
+    assert not calls
+    blocks[0].train()(x)
+    assert len(calls) == 4  # q|k|v fused, proj, fc1, fc2
 
 
 def test_weight_decay_relevant_shapes_of_trainables(tiny_cfg):

@@ -132,7 +132,8 @@ def test_training_attention_choice():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert choose_training_attention(cpu, "bfloat16", 80) == "manual"  # the demo model: 16 + 64 tokens
     assert choose_training_attention(cpu, "bfloat16", 180) == "manual"
-    assert choose_training_attention(cpu, "bfloat16", 320) == "sdpa"  # 224 inputs: the fused kernel wins
+    assert choose_training_attention(cpu, "bfloat16", 320) == "manual"  # LoRAT-224 crops
+    assert choose_training_attention(cpu, "bfloat16", 925) == "sdpa"  # LoRAT-378: the N^2 scores outgrow the caches
     assert choose_training_attention(cpu, "float32", 80) == "sdpa"
     assert choose_training_attention(cuda, "float16", 80) == "sdpa"
     assert choose_training_attention(cpu, "bfloat16", None) == "sdpa"  # unknown token count

@@ -99,35 +99,39 @@ def test_tracker_evaluation_after_training(synth_root, tmp_path):
     assert json.loads((tmp_path / "ev" / "eval" / "scores.json").read_text())["got10k_val"]["auc"] == auc
 
 
-def test_training_attention_manual_runs_sdpa_math_backend(synth_root, tmp_path, capsys, monkeypatch):
+def test_training_attention_manual_runs_matmul_attention(synth_root, tmp_path, capsys, monkeypatch):
     import torch.nn.functional as F
 
-    fused = []  # per SDPA call in a training or validation forward: were the fused CPU kernels allowed?
-    sdpa = F.scaled_dot_product_attention
+    from lorat.models import vit
 
-    def spy(*args, **kw):
-        fused.append(torch.backends.cuda.flash_sdp_enabled())
-        return sdpa(*args, **kw)
-
-    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    calls = []  # one entry per attention call in a training or validation forward: which implementation ran
+    sdpa, matmul = F.scaled_dot_product_attention, vit.matmul_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append("sdpa") or sdpa(*a, **k))
+    monkeypatch.setattr(vit, "matmul_attention", lambda *a: calls.append("matmul") or matmul(*a))
     cfg = _cfg(synth_root, tmp_path / "sdpa", epochs=1, attention="auto")  # float32: auto keeps the fused kernel
     train(cfg, dict(TINY, drop_path=0.0, peft="lora"))
-    assert fused and all(fused)
+    assert calls and set(calls) == {"sdpa"}
     assert "attention sdpa" in capsys.readouterr().out
-    fused.clear()
+    calls.clear()
     train(replace(cfg, output_dir=str(tmp_path / "manual"), attention="manual"), dict(TINY, drop_path=0.0, peft="lora"))
-    assert fused and not any(fused)
+    assert calls and set(calls) == {"matmul"}
     assert "attention manual" in capsys.readouterr().out
-    # the math backend computes the fused kernel's attention: the same run to float32 rounding
+    # the explicit matmuls compute the fused kernel's attention: the same run to float32 rounding
     a, b = _losses(tmp_path / "sdpa"), _losses(tmp_path / "manual")
     assert a.keys() == b.keys() and all(abs(a[k] - b[k]) <= 1e-4 * max(1.0, abs(a[k])) for k in a)
     assert_same_weights(tmp_path / "sdpa" / "model_final.safetensors", tmp_path / "manual" / "model_final.safetensors",
                         atol=1e-4, rtol=1e-3)
-    # auto under bf16 autocast on CPU for this 20-token model: the math backend
-    fused.clear()
+    # outside the trainer's forward context, attention is SDPA again
+    calls.clear()
+    model = lorat.create_model("lorat-s-224", **TINY).eval()
+    z, x = torch.rand(1, 3, 28, 28), torch.rand(1, 3, 56, 56)
+    model(z, x, torch.ones(1, 4, dtype=torch.long))
+    assert set(calls) == {"sdpa"}
+    # auto under bf16 autocast on CPU for this 20-token model: matmul attention
+    calls.clear()
     train(replace(cfg, output_dir=str(tmp_path / "auto"), attention="auto", amp="bfloat16", epochs=1,
                   samples_per_epoch=8, val_samples=0, val_dataset=None), dict(TINY, peft="lora"))
-    assert fused and not any(fused) and "precision bfloat16, attention manual" in capsys.readouterr().out
+    assert calls and set(calls) == {"matmul"} and "precision bfloat16, attention manual" in capsys.readouterr().out
     with pytest.raises(ValueError, match="TrainConfig.attention='flash'"):
         train(replace(cfg, output_dir=str(tmp_path / "bad"), attention="flash"), TINY)
 

@@ -124,9 +124,9 @@ class TrainConfig:
     # float32 |
     # bfloat16 | float16 (aliases fp32/none, bf16, fp16); float16 also enables the GradScaler
     amp: str = "auto"
-    # attention in training: auto | sdpa (torch's fused kernels) | manual (SDPA's math backend: q k^T, softmax,
-    # times v, differentiated by autograd). auto = manual on CPU under bf16/fp16 autocast at <= 192 tokens, where
-    # the fused CPU kernel's backward is slow (lorat.runtime.choose_training_attention), sdpa elsewhere
+    # attention in training: auto | sdpa (torch's fused kernels) | manual (lorat.models.vit.matmul_attention: q k^T,
+    # softmax, times v as autocast ops, differentiated by autograd). auto = manual on CPU under bf16/fp16 autocast
+    # at <= 512 tokens, where the fused CPU kernel's backward is slow (lorat.runtime.choose_training_attention)
     attention: str = "auto"
     compile: bool = False
     max_pair_gap: int = 100

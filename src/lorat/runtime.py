@@ -55,7 +55,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import math
 import os
 from typing import Any
 
@@ -63,6 +62,7 @@ import torch
 from torch import nn
 
 from .device import PRECISIONS, resolve_device, resolve_precision
+from .models.vit import matmul_attention
 from .runtime_int8 import cast_except_int8, fuse_for_inference, quantize_linears, replace_modules
 
 __all__ = ["RUNTIMES", "ATTENTIONS", "Runtime", "make_runtime", "choose_attention", "choose_training_attention",
@@ -94,10 +94,7 @@ class ManualAttention(nn.Module):
         B, N, C = x.shape
         d = C // self.num_heads
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, d).permute(2, 0, 3, 1, 4)  # (3, B, h, N, d)
-        q, k, v = qkv.unbind(0)
-        # Scale q (N*d elements) rather than the scores (N*N).
-        scores = (q * (1.0 / math.sqrt(d))) @ k.transpose(-2, -1)  # (B, h, N, N)
-        out = scores.softmax(dim=-1) @ v  # (B, h, N, d)
+        out = matmul_attention(*qkv.unbind(0))  # (B, h, N, d)
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 
@@ -125,17 +122,18 @@ def choose_attention(device: torch.device, precision: str, tokens: int | None) -
     return "sdpa"
 
 
-#: Training on CPU under bf16/fp16 autocast: up to this many tokens the math backend (``manual``) beats the fused
-#: kernel, whose backward is slow at small sizes. Measured on a 2-core Intel Xeon with AMX, bf16, a 256-d 4-block
-#: ViT (benchmarks/train_attention.md): a training step 1.58x faster at 80 tokens (1.49x on 1 thread), 1.15-1.21x
-#: at 180, 0.72-0.76x (slower) at 320; the demo's LoRA stage 1.35-1.38x.
-MANUAL_TRAINING_ATTENTION_MAX_TOKENS = 192
+#: Training on CPU under bf16/fp16 autocast: up to this many tokens matmul attention (``manual``,
+#: :func:`lorat.models.vit.matmul_attention`) beats the fused kernel, whose bf16 backward is slow. Measured on a 2-core
+#: Intel Xeon with AMX, a 256-d 4-block LoRA ViT (benchmarks/train_attention.md), training step vs the fused kernel:
+#: 1.80x at 80 tokens, 1.64x at 180, 1.26x at 320, 1.19x at 500 (2 threads; 1.20-1.71x on 1 thread). Beyond ~512 the
+#: (B, heads, N, N) scores outgrow the caches (the inference rule's limit, MANUAL_ATTENTION_MAX_TOKENS).
+MANUAL_TRAINING_ATTENTION_MAX_TOKENS = 512
 
 
 def choose_training_attention(device: torch.device, precision: str, tokens: int | None) -> str:
-    """``manual`` (SDPA's math backend) for training on CPU under half-precision autocast at small token counts.
+    """``manual`` (matmul attention) for training on CPU under half-precision autocast up to 512 tokens.
 
-    fp32 training keeps the fused kernel (the math backend was 1.04-1.1x slower there), as do CUDA and models
+    fp32 training keeps the fused kernel (matmul attention was 0.70-1.0x its speed there), as do CUDA and models
     whose token count is unknown.
     """
     if (device.type == "cpu" and precision != "float32" and tokens is not None

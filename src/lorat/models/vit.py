@@ -10,6 +10,8 @@ eps is 1e-6 and GELU is the exact (erf) form, as in DINOv2.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,32 @@ class PatchEmbed(nn.Module):
         return x.flatten(2).transpose(1, 2)
 
 
+_MATMUL_ATTENTION = False  # set by matmul_attention_enabled(); read by Attention.forward
+
+
+def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``softmax(q k^T / sqrt(d)) v`` with explicit matmuls; q, k, v (B, heads, N, d) -> (B, heads, N, d).
+
+    What SDPA computes, as three ops that autocast runs in its low precision. On CPU under bf16 autocast this
+    is faster than SDPA's kernels at small token counts, forward and backward (``lorat.runtime``).
+    """
+    # Scale q (N*d elements) rather than the scores (N*N).
+    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)  # (B, heads, N, N)
+    return scores.softmax(dim=-1) @ v
+
+
+@contextmanager
+def matmul_attention_enabled(enabled: bool = True) -> Iterator[None]:
+    """Within the block every :class:`Attention` uses :func:`matmul_attention` instead of SDPA (the trainer's
+    ``attention="manual"``); modules, parameters and state-dict keys stay as they are."""
+    global _MATMUL_ATTENTION
+    previous, _MATMUL_ATTENTION = _MATMUL_ATTENTION, enabled
+    try:
+        yield
+    finally:
+        _MATMUL_ATTENTION = previous
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with one fused ``qkv`` projection (rows ordered q | k | v)."""
 
@@ -47,7 +75,8 @@ class Attention(nn.Module):
         B, N, C = x.shape
         # (B, N, 3C) -> (3, B, heads, N, C/heads)
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])  # scale 1/sqrt(C/heads)
+        attend = matmul_attention if _MATMUL_ATTENTION else F.scaled_dot_product_attention
+        x = attend(qkv[0], qkv[1], qkv[2])  # scale 1/sqrt(C/heads)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
 

@@ -33,7 +33,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
@@ -42,6 +41,7 @@ from ..config import TrainConfig
 from ..device import resolve_device, resolve_precision
 from ..files import atomic_write_text
 from ..models.registry import create_model, get_arch, get_preset, import_path, resolve_config
+from ..models.vit import matmul_attention_enabled
 from ..runtime import choose_training_attention, token_count
 from .checkpoint import checkpoint_record, latest_checkpoint, load_training_checkpoint, save_training_checkpoint
 from .optim import Schedule, param_groups
@@ -127,19 +127,19 @@ class Run:
     metrics_lines: int = 0
     last: dict = field(default_factory=lambda: {"loss": float("nan")})
     last_checkpoint: Path | None = None
-    attention: str = "sdpa"  # sdpa | manual (SDPA's math backend), resolved from TrainConfig.attention
+    attention: str = "sdpa"  # sdpa | manual (explicit matmuls), resolved from TrainConfig.attention
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
     def autocast(self):
-        """The forward's context: autocast in ``precision`` and, for ``attention="manual"``, SDPA's math backend."""
+        """The forward's context: autocast in ``precision`` and, for ``attention="manual"``, matmul attention."""
         dtype = _DTYPES[self.precision]
         stack = ExitStack()
         stack.enter_context(torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None))
         if self.attention == "manual":
-            stack.enter_context(sdpa_kernel(SDPBackend.MATH))
+            stack.enter_context(matmul_attention_enabled())
         return stack
 
     def finished(self) -> bool:
