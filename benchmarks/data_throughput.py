@@ -5,8 +5,8 @@ Usage::
     python benchmarks/data_throughput.py --batch 8 --workers 0 2 --markdown benchmarks/data_throughput.md
 
 A synthetic GOT-10k training split (JPEG frames on disk, the real layout) is written to a temporary folder;
-the trainer's own datasets (``lorat.train.trainer.build_datasets``: pair sampling, SiamFC crops,
-augmentation, collation) feed a ``DataLoader`` exactly as in training. Two rates are measured:
+the trainer's own datasets (``lorat.train.task.LoRATTask.build_datasets``: pair sampling, SiamFC crops,
+augmentation; ``collate``) feed a ``DataLoader`` exactly as in training. Two rates are measured:
 
 * *no-op model*: batches are only fetched (and moved to the device) - the most the pipeline can deliver;
 * *real step*: forward + LoRAT loss + backward + AdamW on fetched batches (bf16 autocast on CPU, as
@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from lorat.config import TrainConfig
     from lorat.data.synthetic import SyntheticConfig, make_synthetic_benchmark
     from lorat.files import atomic_write_text
-    from lorat.train.losses import lorat_loss
-    from lorat.train.trainer import build_datasets
+    from lorat.train.task import LoRATTask
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     amp = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
@@ -57,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             tcfg = TrainConfig(model=args.preset, datasets=("got10k_train",), dataset_roots=(f"got10k_train={root}",),
                                val_dataset=None, samples_per_epoch=args.batch * (2 * args.steps + 4),
                                batch_size=args.batch, num_workers=workers)
-            train_set, _ = build_datasets(tcfg, model.cfg)
-            loader = DataLoader(train_set, batch_size=args.batch, collate_fn=train_set.collate, num_workers=workers)
+            task = LoRATTask(tcfg, model.cfg)
+            train_set, _ = task.build_datasets()
+            loader = DataLoader(train_set, batch_size=args.batch, collate_fn=task.collate, num_workers=workers)
             it = iter(loader)
             next(it)  # worker start-up is not throughput
             t0 = time.perf_counter()
@@ -69,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.steps):
                 batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in next(it).items()}
                 with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                    out = model(batch["z"], batch["x"], batch["z_feat_mask"])
-                loss, _ = lorat_loss(out["score_map"], out["boxes"], batch)
+                    loss, _ = task(model, batch)  # forward + the LoRAT loss, as the training loop runs it
                 loss.backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
