@@ -15,7 +15,9 @@ Part 1, random inputs: four crop geometries (80, 180, 320 and 500 tokens), fp32 
 interleaved over rounds; ms per step, median of the timed steps. Part 2 (``--demo-out``, a finished ``lorat demo``
 folder: its domain-B data and stand-in backbone): the demo's LoRA stage for ``--steps`` steps through
 ``lorat.train.trainer.train`` with the previous default (``math``) and the current one (``manual`` = matmul +
-fused), alternating ``--rounds`` times, wall seconds. Ratios within a run are what to read: these VMs drift by
+fused), alternating ``--rounds`` times, wall seconds. Part 3: SPMTrack's TMoE adapters on the same 4 blocks
+(4 experts, 80 tokens, bf16 autocast, matmul attention), a step with the input cast once in training mode vs
+the official op sequence. Ratios within a run are what to read: these VMs drift by
 20-40 % over minutes.
 """
 from __future__ import annotations
@@ -86,6 +88,39 @@ def step_ms(tokens: int, amp: bool, rounds: int = 2, steps: int = 4) -> dict[str
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
+def tmoe_step_ms(rounds: int = 3, steps: int = 4) -> dict[str, float]:
+    """Median ms per training step of 4 TMoE-adapted blocks (256-d, 80 tokens, batch 32): official vs cast once."""
+    from torch import nn
+
+    from lorat.models.tmoe import attach_tmoe
+    from lorat.models.vit import Block
+
+    torch.manual_seed(0)
+    blocks = nn.Sequential(*[Block(256, 8) for _ in range(4)])
+    attach_tmoe(blocks, r=8, alpha=16, num_experts=4)
+    blocks.train()
+    opt = torch.optim.AdamW([p for p in blocks.parameters() if p.requires_grad], lr=1e-4)
+    x = torch.randn(32, 80, 256)
+    times: dict[str, list[float]] = {"official": [], "cast once": []}
+    previous = peft.FUSED_TRAINING
+    try:
+        for _ in range(rounds):
+            for name in times:
+                peft.FUSED_TRAINING = name == "cast once"
+                for i in range(steps + 1):
+                    t0 = time.perf_counter()
+                    with matmul_attention_enabled(), torch.autocast("cpu", dtype=torch.bfloat16):
+                        y = blocks(x)
+                    y.float().mean().backward()
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    if i:
+                        times[name].append(time.perf_counter() - t0)
+    finally:
+        peft.FUSED_TRAINING = previous
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
 def demo_stage_seconds(demo_out: Path, steps: int, rounds: int) -> dict[str, list[float]]:
     """Wall seconds of the demo's LoRA stage (``steps`` steps), previous vs current default, alternating."""
     backbone = demo_out / "pretrain_A" / "backbone_dinov2_layout.safetensors"
@@ -131,6 +166,11 @@ def main() -> None:
                          + " | ".join(f"{ms[v]:.0f}" for v in VARIANTS)
                          + f" | {ms['math'] / ms['matmul+fused']:.2f} | {ms['sdpa+fused'] / ms['matmul+fused']:.2f} |")
             print(lines[-1], flush=True)
+    tm = tmoe_step_ms()
+    lines += ["", f"TMoE blocks (4 x 256-d, 4 experts, 80 tokens, batch 32, bf16 autocast, matmul attention): official "
+              f"{tm['official']:.0f} ms / step, input cast once {tm['cast once']:.0f} ms, "
+              f"x{tm['official'] / tm['cast once']:.2f}."]
+    print(lines[-1], flush=True)
     if args.demo_out is not None:
         secs = demo_stage_seconds(args.demo_out, args.steps, args.rounds)
         lines += ["", f"The demo's LoRA stage, {args.steps} steps of 32 pairs (training precision `auto`), wall "

@@ -161,3 +161,35 @@ def test_b378_trainable_count_matches_the_paper():
     per_block = 4 * tmoe_trainable_count(c, c, r, e) + tmoe_trainable_count(c, hidden, r, e) \
         + tmoe_trainable_count(hidden, c, r, e)
     assert 12 * per_block / 1e6 == pytest.approx(26.9, abs=0.05)
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_training_cast_once_changes_nothing(autocast, monkeypatch):
+    # in training mode the wrappers cast the input to the autocast dtype once, for all readers; autocast would
+    # have made the same cast per matmul, so outputs are bit-identical. Gradients are in fp32; under autocast the
+    # input's gradient is now summed over its readers in bf16 before the one cast back, so they agree to bf16
+    from lorat.models import peft
+
+    torch.manual_seed(0)
+    blocks = nn.ModuleList([Block(32, 4), Block(32, 4)])
+    attach_tmoe(blocks, r=4, alpha=8, num_experts=3, targets=("q", "v", "proj", "fc1", "fc2"))
+    for m in blocks.modules():
+        if isinstance(m, TMoE):
+            for b in m.routed_experts:
+                nn.init.normal_(b, std=0.3)
+    x = torch.randn(2, 7, 32)
+    results = []
+    for fused in (False, True):
+        monkeypatch.setattr(peft, "FUSED_TRAINING", fused)
+        blocks.train().zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = blocks[1](blocks[0](x))
+        y.float().square().sum().backward()
+        results.append((y.detach(), {n: p.grad.clone() for n, p in blocks.named_parameters() if p.grad is not None}))
+    (y0, g0), (y1, g1) = results
+    assert torch.equal(y0, y1) and g0.keys() == g1.keys() and g0
+    for n in g0:
+        if autocast:
+            torch.testing.assert_close(g1[n], g0[n], atol=1e-2 * g0[n].abs().max().item(), rtol=0.02, msg=n)
+        else:
+            assert torch.equal(g0[n], g1[n]), n

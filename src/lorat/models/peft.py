@@ -17,7 +17,8 @@ In training mode the unmerged layers compute the same function in fewer passes o
 *fused* form): the input is cast to the autocast dtype once instead of once per matmul that reads it, the
 update is added inside the GEMM (``addmm(y, x A^T, B^T, alpha=s)``: no separate scale and add), and the three
 q/k/v parts run as one ``Linear(C, 3C)`` plus one rank-``3r`` update with a block-diagonal ``B``. Only float
-rounding differs (relative 1e-6 in fp32); a CPU training step of the demo's ViT is 1.06-1.17x faster
+rounding differs (relative 1e-6 in fp32; under autocast the input's gradient is summed over its readers in the
+low precision before the one cast back); a CPU training step of the demo's ViT is 1.06-1.22x faster
 (benchmarks/train_attention.md).
 Eval mode keeps the official op sequence (three Linear layers, ``(x A^T B^T) * s``), which ``lorat bench``
 times as the official computation path. ``FUSED_TRAINING = False`` turns the fused form off.

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from . import peft
 from .peft import LORA_TARGETS, wrap_block_linears
 
 TMOE_INITS = ("bert", "lora", "gaussian")
@@ -127,8 +128,11 @@ class TMoELinear(nn.Module):
         self.tmoe = tmoe  # None: a q/k/v part left un-adapted
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.linear(x)
-        return y if self.tmoe is None else y + self.tmoe(x)
+        if self.tmoe is None:
+            return self.linear(x)
+        if self.training and peft.FUSED_TRAINING:
+            x = peft.autocast_input(x)  # one cast for the linear, the router and the experts (as LoRA's fused form)
+        return self.linear(x) + self.tmoe(x)
 
 
 class TMoEQKV(nn.Module):
@@ -150,6 +154,8 @@ class TMoEQKV(nn.Module):
         self.q, self.k, self.v = split
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and peft.FUSED_TRAINING:
+            x = peft.autocast_input(x)  # shared by the three parts
         return torch.cat([self.q(x), self.k(x), self.v(x)], dim=-1)
 
 
