@@ -126,7 +126,8 @@ def choose_attention(device: torch.device, precision: str, tokens: int | None) -
 #: :func:`lorat.models.vit.matmul_attention`) beats the fused kernel, whose bf16 backward is slow. Measured on a 2-core
 #: Intel Xeon with AMX, a 256-d 4-block LoRA ViT (benchmarks/train_attention.md), training step vs the fused kernel:
 #: 1.80x at 80 tokens, 1.64x at 180, 1.26x at 320, 1.19x at 500 (2 threads; 1.21-1.78x on 1 thread). Beyond ~512 the
-#: (B, heads, N, N) scores outgrow the caches (the inference rule's limit, MANUAL_ATTENTION_MAX_TOKENS).
+#: (B, heads, N, N) scores outgrow the caches (the inference rule's limit, MANUAL_ATTENTION_MAX_TOKENS). A Zen 5
+#: VM (AVX512-BF16, 1 thread) agrees: 1.44-1.81x over 80-500 tokens, and the fused kernel faster in fp32.
 MANUAL_TRAINING_ATTENTION_MAX_TOKENS = 512
 
 
