@@ -9,6 +9,9 @@ Usage::
     python benchmarks/demo_backbone.py --output /tmp/demo_backbone2 \
         --init src/lorat/assets/demo_pretrained_A.safetensors --sequences 1800 --steps 12000 --lr 5e-4 \
         --export /tmp/demo_pretrained_A.safetensors
+    # a deeper stand-in grown from the shipped one (blocks appended as near-identity copies of its last block)
+    python benchmarks/demo_backbone.py --output /tmp/demo_backbone_d6 \
+        --init src/lorat/assets/demo_pretrained_A.safetensors --depth 6 --steps 6000 --lr 5e-4
 
 LoRAT adapts a foundation model (DINOv2) that was pretrained elsewhere, for far longer than any tracking run.
 ``lorat demo`` used to pretrain its stand-in inside its own 10-minute budget (1000 steps, ~3.4 min), which made
@@ -33,6 +36,28 @@ from lorat.data.synthetic import SyntheticConfig, make_synthetic_benchmark
 from lorat.demo import DemoPlan, _train_stage
 
 
+def grow_backbone(src: Path, depth: int, dst: Path, gamma: float = 1e-5) -> Path:
+    """Write ``src`` (a DINOv2-layout backbone) with blocks appended up to ``depth`` blocks, to ``dst``.
+
+    Each new block is a copy of the last one with both LayerScales set to ``gamma`` (DINOv2's initial value), so
+    the grown network starts as the old one's function up to ~gamma and its new blocks begin from trained weights.
+    """
+    from safetensors.torch import load_file
+
+    from lorat.hub import atomic_save_safetensors
+
+    sd = load_file(str(src))
+    have = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks."))
+    if depth <= have:
+        raise SystemExit(f"--depth {depth}: {src} already has {have} blocks")
+    last = {k[len(f"blocks.{have - 1}."):]: v for k, v in sd.items() if k.startswith(f"blocks.{have - 1}.")}
+    for i in range(have, depth):
+        for name, v in last.items():
+            sd[f"blocks.{i}.{name}"] = torch.full_like(v, gamma) if name.endswith("gamma") else v.clone()
+    atomic_save_safetensors(sd, dst, {"format": "dinov2", "grown_from": f"{src.name}, {have} blocks"})
+    return dst
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--output", required=True, type=Path)
@@ -44,6 +69,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--init", type=Path, default=None,
                    help="start from this stand-in's backbone (a file --export wrote); the head is trained anew")
+    p.add_argument("--depth", type=int, default=None,
+                   help="with --init: grow its backbone to this many blocks (see grow_backbone) and train that model")
     p.add_argument("--export", type=Path, default=None, help="write the final model here (float16 safetensors)")
     p.add_argument("--augment", nargs="*", default=[], help="training-transform overrides added to the demo's "
                    "(TrainConfig.augment entries, e.g. translation_jitter=2.0)")
@@ -70,11 +97,16 @@ def main() -> None:
         if not init.is_file():
             a.output.mkdir(parents=True, exist_ok=True)
             export_dinov2(load_checkpoint(a.init), init)
+        if a.depth:
+            init = grow_backbone(init, a.depth, a.output / f"init_backbone_depth{a.depth}.safetensors")
+    elif a.depth:
+        p.error("--depth grows an --init backbone; without --init set the depth in DEMO_MODEL")
+    model = {"peft": "full", **({"depth": a.depth} if a.depth else {})}
     plan = DemoPlan(train_a=a.sequences, frames=a.frames, pretrain_steps=a.steps, batch_size=a.batch,
                     negative_pair_prob=a.negative)
     plan.augment = (*plan.augment, *a.augment)
     t0 = time.perf_counter()
-    summary = _train_stage("pretrain_A", a.output, plan, a.steps, data, {"peft": "full"}, init, lr=a.lr)
+    summary = _train_stage("pretrain_A", a.output, plan, a.steps, data, model, init, lr=a.lr)
     print(json.dumps({k: summary.get(k) for k in ("status", "step", "seconds", "trainable_params")}))
     print(f"{time.perf_counter() - t0:.0f} s")
     if a.export:
@@ -83,7 +115,7 @@ def main() -> None:
         # "seconds": the training time of the invocation that finished the run (all of it when not resumed)
         recipe = {"steps": a.steps, "batch_size": a.batch, "sequences": a.sequences, "frames": a.frames,
                   "seed": a.seed, "lr": a.lr, "seconds": summary.get("seconds"), "final_loss": summary.get("loss"),
-                  "augment": list(plan.augment), "negative_pair_prob": a.negative, "scene": scene,
+                  "augment": list(plan.augment), "negative_pair_prob": a.negative, "scene": scene, "depth": a.depth,
                   "script": "benchmarks/demo_backbone.py"}
         if before is not None:
             recipe["continued_from"] = before  # the earlier stage's recipe, whose backbone this run started from
