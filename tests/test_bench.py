@@ -131,14 +131,9 @@ def test_bench_rejects_bad_options():
 
 
 def _gpu_script():
-    import importlib.util
-    from pathlib import Path
+    from scripts import load_script
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_bench.py"
-    spec = importlib.util.spec_from_file_location("gpu_bench", script)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/gpu_bench.py", "gpu_bench")
 
 
 def test_gpu_script_skips_cleanly_without_cuda(tmp_path, monkeypatch, capsys):

@@ -1,26 +1,15 @@
 """``benchmarks/demo_backbone.py --depth``: growing a stand-in keeps its function and loads as the deeper model."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 import lorat
 from lorat.hub import export_dinov2
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "demo_backbone.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("demo_backbone", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from scripts import load_script
 
 
-def _tiny(depth: int):
+def _tiny(depth: int, **kw):
     return lorat.create_model("lorat-s-224", embed_dim=32, depth=depth, num_heads=2, template_size=28,
-                              search_size=56, pretrain_img_size=56, peft="full").eval()
+                              search_size=56, pretrain_img_size=56, peft="full", **kw).eval()
 
 
 def test_grown_backbone_starts_as_the_old_function(tmp_path):
@@ -31,10 +20,10 @@ def test_grown_backbone_starts_as_the_old_function(tmp_path):
             if name.endswith("gamma"):
                 p.fill_(0.3)
     export_dinov2(small, tmp_path / "small.safetensors")
-    grown_file = _script().grow_backbone(tmp_path / "small.safetensors", 4, tmp_path / "grown.safetensors")
+    grow_backbone = load_script("benchmarks/demo_backbone.py", "demo_backbone").grow_backbone
+    grown_file = grow_backbone(tmp_path / "small.safetensors", 4, tmp_path / "grown.safetensors")
 
-    grown = lorat.create_model("lorat-s-224", pretrained=str(grown_file), embed_dim=32, depth=4, num_heads=2,
-                               template_size=28, search_size=56, pretrain_img_size=56, peft="full").eval()
+    grown = _tiny(4, pretrained=str(grown_file))
     sd_small, sd_grown = small.state_dict(), grown.state_dict()
     for k in ("blocks.1.attn.qkv.weight", "blocks.0.mlp.fc1.bias", "patch_embed.proj.weight"):  # old: unchanged
         torch.testing.assert_close(sd_grown[k], sd_small[k])
@@ -51,4 +40,4 @@ def test_grown_backbone_starts_as_the_old_function(tmp_path):
     torch.testing.assert_close(b["boxes"], a["boxes"], atol=1e-3, rtol=0)
     torch.testing.assert_close(b["score_map"], a["score_map"], atol=1e-3, rtol=0)
     with pytest.raises(SystemExit, match="already has 4 blocks"):
-        _script().grow_backbone(grown_file, 4, tmp_path / "again.safetensors")
+        grow_backbone(grown_file, 4, tmp_path / "again.safetensors")

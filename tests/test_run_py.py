@@ -1,19 +1,14 @@
 """`run.py` (the bootstrap behind the README's two commands) installs what each command needs, once."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from scripts import ROOT, load_script
 
 
 @pytest.fixture
 def boot(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("lorat_run_py", ROOT / "run.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("run.py", "lorat_run_py")
     py = tmp_path / "venv" / "bin" / "python"
     py.parent.mkdir(parents=True)
     py.touch()  # an existing venv: nothing is created
